@@ -5,3 +5,19 @@
 //! data-sale disputes and audit mileage without revealing trips.
 //!
 //! May depend on: nothing of CarChain's own. Every other crate may depend on it.
+//!
+//! Parameters, constant provenance, sponge framing and byte packing are documented in
+//! `zk/POSEIDON.md`.
+
+pub mod dhash;
+mod error;
+pub mod poseidon;
+
+/// The BLS12-381 scalar field element type all hashes and public inputs use.
+pub use bls12_381::Scalar;
+pub use dhash::{
+    dhash, dhash_from_bytes, dhash_scalar, DOMAIN_COLUMN_NAME, DOMAIN_COLUMN_VALUE, DOMAIN_FORMAT,
+    DOMAIN_KEY, DOMAIN_RECORD,
+};
+pub use error::ZkError;
+pub use poseidon::{hash_bytes, hash_elements};
