@@ -1,0 +1,1442 @@
+//! The event loop, simulated network, node hosts and invariant checks.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+
+use core::time::Duration;
+
+use rand::seq::SliceRandom;
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use secp256k1::{PublicKey, SecretKey, SECP256K1};
+use sha2::{Digest, Sha256};
+
+use super::context::{SimContext, SimValue, ValueId};
+use super::wire::{decode, encode, Message};
+use crate::consensus::secp::{self, tagged_hash, ValidatorAddress};
+use crate::consensus::{
+    Consensus, ConsensusError, Context, Decision, Evidence, Input, InstanceId, Output, Params,
+    Proposal, SignStep, SignedProposal, SignedVote, SigningGuard, Step, Timeout, TimeoutConfig,
+    Validator, ValidatorSet, Vote, VoteType,
+};
+
+/// How a simulated validator behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Behaviour {
+    /// Follows the protocol; subject to all invariant checks.
+    Honest,
+    /// Signs two conflicting votes (and proposals) and sends them to different peers.
+    Equivocate,
+    /// Never sends its votes (it still proposes).
+    Withhold,
+    /// Honest, but also sprays random and mutated bytes at its peers.
+    Garbage,
+    /// Honest, but proposes values that fail validation.
+    BadProposals,
+}
+
+/// Link model. Loss and partitions apply only before the stabilisation time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetConfig {
+    /// One-way base latency.
+    pub latency_ms: u64,
+    /// Uniform extra delay in `[0, jitter_ms]`.
+    pub jitter_ms: u64,
+    /// Loss probability in parts per million (before stabilisation).
+    pub loss_ppm: u32,
+    /// Each node's uplink bandwidth; sends are serialised through it.
+    pub bandwidth_bytes_per_s: u64,
+}
+
+/// A network partition between `at_ms` and `heal_ms`: nodes talk only within their group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionEvent {
+    /// Start.
+    pub at_ms: u64,
+    /// Heal.
+    pub heal_ms: u64,
+    /// Group number of each node.
+    pub groups: Vec<u8>,
+}
+
+/// A crash at `at_ms` and a restart from durable state at `restart_ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrashEvent {
+    /// Node index.
+    pub node: usize,
+    /// Crash time.
+    pub at_ms: u64,
+    /// Restart time.
+    pub restart_ms: u64,
+}
+
+/// One simulated scenario.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimConfig {
+    /// Voting power of each validator.
+    pub stakes: Vec<u64>,
+    /// Behaviour of each validator.
+    pub behaviours: Vec<Behaviour>,
+    /// Link model.
+    pub net: NetConfig,
+    /// Partitions (all before `gst_ms`).
+    pub partitions: Vec<PartitionEvent>,
+    /// Crashes with restarts (all before `gst_ms`).
+    pub crashes: Vec<CrashEvent>,
+    /// Whether restarted nodes replay their write-ahead log (false models amnesia: only the
+    /// signing guard survives, which must still prevent double-signing).
+    pub replay_wal: bool,
+    /// Whether honest nodes sign through their durable [`SigningGuard`] (turning it off shows
+    /// that the double-sign check catches what the guard prevents).
+    pub signing_guard: bool,
+    /// Global stabilisation time: partitions heal, loss stops.
+    pub gst_ms: u64,
+    /// After `gst_ms`, every honest node must decide `liveness_heights` more heights within this.
+    pub liveness_bound_ms: u64,
+    /// Heights required after stabilisation.
+    pub liveness_heights: u64,
+    /// Consensus timeouts.
+    pub timeouts: TimeoutConfig,
+    /// Re-gossip period.
+    pub gossip_ms: u64,
+    /// Pause between a decision and the next height.
+    pub block_interval_ms: u64,
+}
+
+impl SimConfig {
+    /// A fault-free network of `n` equal validators.
+    pub fn fault_free(n: usize) -> Self {
+        SimConfig {
+            stakes: vec![10; n],
+            behaviours: vec![Behaviour::Honest; n],
+            net: NetConfig {
+                latency_ms: 20,
+                jitter_ms: 5,
+                loss_ppm: 0,
+                bandwidth_bytes_per_s: 12_500_000,
+            },
+            partitions: Vec::new(),
+            crashes: Vec::new(),
+            replay_wal: true,
+            signing_guard: true,
+            gst_ms: 0,
+            liveness_bound_ms: 20_000,
+            liveness_heights: 5,
+            timeouts: sim_timeouts(),
+            gossip_ms: 250,
+            block_interval_ms: 300,
+        }
+    }
+
+    /// The scenario a seed stands for: 4–7 validators, random stakes, Byzantine validators
+    /// holding less than a third of the power, random latency/jitter/loss/bandwidth, up to two
+    /// partitions and two crash-restarts before a stabilisation time of 1–8 s.
+    pub fn from_seed(seed: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let n = rng.gen_range(4..=7usize);
+        let stakes: Vec<u64> = if rng.gen_bool(0.5) {
+            vec![10; n]
+        } else {
+            (0..n).map(|_| rng.gen_range(1..=20)).collect()
+        };
+        let total: u64 = stakes.iter().sum();
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut rng);
+        let mut behaviours = vec![Behaviour::Honest; n];
+        let max_byz = rng.gen_range(0..=2usize);
+        let mut byz_power = 0u64;
+        let mut byz = 0;
+        for &i in &order {
+            if byz >= max_byz {
+                break;
+            }
+            let p = stakes.get(i).copied().unwrap_or(0);
+            if 3 * (byz_power + p) < total {
+                byz_power += p;
+                byz += 1;
+                if let Some(b) = behaviours.get_mut(i) {
+                    *b = match rng.gen_range(0..4) {
+                        0 => Behaviour::Equivocate,
+                        1 => Behaviour::Withhold,
+                        2 => Behaviour::Garbage,
+                        _ => Behaviour::BadProposals,
+                    };
+                }
+            }
+        }
+        let gst_ms = rng.gen_range(1_000..=8_000u64);
+        let net = NetConfig {
+            latency_ms: rng.gen_range(1..=80),
+            jitter_ms: rng.gen_range(0..=40),
+            loss_ppm: if rng.gen_bool(0.3) {
+                0
+            } else {
+                rng.gen_range(0..=200_000)
+            },
+            bandwidth_bytes_per_s: rng.gen_range(125_000..=12_500_000),
+        };
+        let mut partitions = Vec::new();
+        for _ in 0..rng.gen_range(0..=2) {
+            let at_ms = rng.gen_range(0..gst_ms);
+            let heal_ms = rng.gen_range(at_ms..=gst_ms);
+            let groups = (0..n).map(|_| rng.gen_range(0..2u8)).collect();
+            partitions.push(PartitionEvent {
+                at_ms,
+                heal_ms,
+                groups,
+            });
+        }
+        let honest: Vec<usize> = (0..n)
+            .filter(|i| behaviours.get(*i) == Some(&Behaviour::Honest))
+            .collect();
+        let mut crashes = Vec::new();
+        for _ in 0..rng.gen_range(0..=2) {
+            if let Some(&node) = honest.choose(&mut rng) {
+                let at_ms = rng.gen_range(0..gst_ms.saturating_sub(1));
+                let restart_ms = rng.gen_range(at_ms + 1..gst_ms);
+                crashes.push(CrashEvent {
+                    node,
+                    at_ms,
+                    restart_ms,
+                });
+            }
+        }
+        SimConfig {
+            stakes,
+            behaviours,
+            net,
+            partitions,
+            crashes,
+            replay_wal: true,
+            signing_guard: true,
+            gst_ms,
+            liveness_bound_ms: 30_000,
+            liveness_heights: 2,
+            timeouts: sim_timeouts(),
+            gossip_ms: 250,
+            block_interval_ms: 500,
+        }
+    }
+
+    fn check(&self) -> Result<(), SimFailure> {
+        let n = self.stakes.len();
+        if n == 0 || self.behaviours.len() != n {
+            return Err(SimFailure::Config(
+                "stakes and behaviours must be non-empty and equal",
+            ));
+        }
+        let total: u64 = self.stakes.iter().sum();
+        let byz: u64 = self
+            .stakes
+            .iter()
+            .zip(&self.behaviours)
+            .filter(|(_, b)| **b != Behaviour::Honest)
+            .map(|(s, _)| *s)
+            .sum();
+        if 3 * byz >= total {
+            return Err(SimFailure::Config(
+                "byzantine power must be below one third",
+            ));
+        }
+        if self
+            .crashes
+            .iter()
+            .any(|c| c.node >= n || c.restart_ms <= c.at_ms || c.restart_ms >= self.gst_ms.max(1))
+        {
+            return Err(SimFailure::Config(
+                "crashes must restart before stabilisation",
+            ));
+        }
+        if self.partitions.iter().any(|p| p.groups.len() != n) {
+            return Err(SimFailure::Config("partition groups must name every node"));
+        }
+        if self.gossip_ms == 0 || self.net.bandwidth_bytes_per_s == 0 {
+            return Err(SimFailure::Config(
+                "gossip period and bandwidth must be positive",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn sim_timeouts() -> TimeoutConfig {
+    TimeoutConfig {
+        propose: Duration::from_millis(300),
+        propose_delta: Duration::from_millis(100),
+        prevote: Duration::from_millis(150),
+        prevote_delta: Duration::from_millis(50),
+        precommit: Duration::from_millis(150),
+        precommit_delta: Duration::from_millis(50),
+    }
+}
+
+/// A broken invariant (or a bad configuration).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SimFailure {
+    /// The configuration is unusable.
+    #[error("bad configuration: {0}")]
+    Config(&'static str),
+    /// Two honest nodes decided different values at one height.
+    #[error("agreement violated at height {height}")]
+    Agreement {
+        /// The height.
+        height: u64,
+    },
+    /// An honest node decided an invalid or never-proposed value.
+    #[error("validity violated at height {height} by node {node}")]
+    Validity {
+        /// The height.
+        height: u64,
+        /// The node.
+        node: usize,
+    },
+    /// A decision's certificate did not verify.
+    #[error("invalid certificate at height {height} from node {node}: {reason}")]
+    Certificate {
+        /// The height.
+        height: u64,
+        /// The node.
+        node: usize,
+        /// Why.
+        reason: String,
+    },
+    /// An honest node signed two different messages at one height/round/step.
+    #[error("honest node {node} double-signed at height {height}")]
+    DoubleSign {
+        /// The node.
+        node: usize,
+        /// The height.
+        height: u64,
+    },
+    /// Evidence accused an honest validator or did not verify.
+    #[error("false evidence against node {offender:?}: {reason}")]
+    FalseEvidence {
+        /// The accused node, if it is one.
+        offender: Option<usize>,
+        /// Why it is false.
+        reason: String,
+    },
+    /// Garbage bytes decoded into an authentic-looking message.
+    #[error("garbage from node {from} was accepted as authentic")]
+    Forgery {
+        /// The garbage sender.
+        from: usize,
+    },
+    /// An honest node's message was refused.
+    #[error("message from honest node {from} refused by node {to}: {reason}")]
+    HonestRejected {
+        /// Sender.
+        from: usize,
+        /// Receiver.
+        to: usize,
+        /// Why.
+        reason: String,
+    },
+    /// Honest nodes did not decide the required heights in time after stabilisation.
+    #[error("liveness: lowest honest height {lowest} < target {target} at {at_ms} ms [{nodes}]")]
+    Liveness {
+        /// Per node: behaviour, decided height, current round and step.
+        nodes: String,
+        /// Lowest decided height among honest nodes.
+        lowest: u64,
+        /// Required height.
+        target: u64,
+        /// Simulated time of the check.
+        at_ms: u64,
+    },
+    /// A node's chain does not extend by one height per decision.
+    #[error("node {node} decided height {height} out of order")]
+    OutOfOrder {
+        /// The node.
+        node: usize,
+        /// The height.
+        height: u64,
+    },
+}
+
+/// What a successful run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimReport {
+    /// The seed.
+    pub seed: u64,
+    /// Number of validators.
+    pub validators: usize,
+    /// Number of Byzantine validators.
+    pub byzantine: usize,
+    /// Lowest decided height among honest nodes at the end.
+    pub honest_height: u64,
+    /// Decisions made (all nodes).
+    pub decisions: u64,
+    /// Messages sent (including re-gossip and garbage).
+    pub messages: u64,
+    /// Bytes sent.
+    pub bytes: u64,
+    /// Messages lost to loss or partitions.
+    pub dropped: u64,
+    /// Garbage messages sent.
+    pub garbage_sent: u64,
+    /// Garbage messages refused by decoding or by the core.
+    pub garbage_rejected: u64,
+    /// Verified evidence outputs.
+    pub evidence: u64,
+    /// Restarts from durable state.
+    pub restarts: u64,
+    /// Signatures the signing guard refused.
+    pub guard_refusals: u64,
+    /// Simulated milliseconds until honest nodes reached the liveness target.
+    pub sim_time_ms: u64,
+    /// Digest of every decision (time, node, height, value): equal for equal seeds.
+    pub trace: [u8; 32],
+}
+
+/// A seed whose run failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("seed {seed} failed: {failure}")]
+pub struct SeedFailure {
+    /// The seed to replay with [`run_seed`].
+    pub seed: u64,
+    /// What broke.
+    pub failure: SimFailure,
+}
+
+/// Totals over a sweep of seeds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SweepSummary {
+    /// Runs completed.
+    pub runs: u64,
+    /// Decisions over all runs.
+    pub decisions: u64,
+    /// Messages over all runs.
+    pub messages: u64,
+    /// Evidence produced over all runs.
+    pub evidence: u64,
+    /// Garbage refused over all runs.
+    pub garbage_rejected: u64,
+    /// Restarts over all runs.
+    pub restarts: u64,
+    /// Longest simulated run (ms).
+    pub max_sim_time_ms: u64,
+}
+
+/// Runs the scenario of `seed` ([`SimConfig::from_seed`]).
+///
+/// # Errors
+/// The broken invariant.
+pub fn run_seed(seed: u64) -> Result<SimReport, SimFailure> {
+    run(&SimConfig::from_seed(seed), seed)
+}
+
+/// Runs every seed in order and stops at the first failure, returning it.
+///
+/// # Errors
+/// The first failing seed and what broke.
+pub fn run_seeds(seeds: impl IntoIterator<Item = u64>) -> Result<SweepSummary, SeedFailure> {
+    let mut s = SweepSummary::default();
+    for seed in seeds {
+        let r = run_seed(seed).map_err(|failure| SeedFailure { seed, failure })?;
+        s.runs += 1;
+        s.decisions += r.decisions;
+        s.messages += r.messages;
+        s.evidence += r.evidence;
+        s.garbage_rejected += r.garbage_rejected;
+        s.restarts += r.restarts;
+        s.max_sim_time_ms = s.max_sim_time_ms.max(r.sim_time_ms);
+    }
+    Ok(s)
+}
+
+/// Runs `config` with network randomness from `seed`.
+///
+/// # Errors
+/// The broken invariant.
+pub fn run(config: &SimConfig, seed: u64) -> Result<SimReport, SimFailure> {
+    config.check()?;
+    let mut sim = Sim::new(config, seed)?;
+    sim.run()
+}
+
+const INSTANCE: InstanceId = InstanceId(0);
+
+#[derive(Debug)]
+enum Event {
+    Deliver {
+        from: usize,
+        to: usize,
+        bytes: Vec<u8>,
+        garbage: bool,
+    },
+    Timer {
+        node: usize,
+        incarnation: u64,
+        timeout: Timeout<SimContext>,
+    },
+    Gossip {
+        node: usize,
+        incarnation: u64,
+    },
+    NextHeight {
+        node: usize,
+        incarnation: u64,
+    },
+    Crash(usize),
+    Restart(usize),
+    Partition(usize),
+    Heal(usize),
+    Gst,
+}
+
+#[derive(Debug)]
+struct Scheduled {
+    at: u64,
+    seq: u64,
+    event: Event,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // Min-heap on (time, insertion order).
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+struct Node {
+    secret: SecretKey,
+    address: ValidatorAddress,
+    behaviour: Behaviour,
+    alive: bool,
+    incarnation: u64,
+    core: Consensus<SimContext>,
+    chain: Vec<Decision<SimContext>>,
+    guard: SigningGuard<u64>,
+    wal: Vec<Input<SimContext>>,
+    sync_sent: BTreeMap<usize, (u64, u64)>,
+    recent: VecDeque<Vec<u8>>,
+}
+
+#[derive(Default)]
+struct Stats {
+    decisions: u64,
+    messages: u64,
+    bytes: u64,
+    dropped: u64,
+    garbage_sent: u64,
+    garbage_rejected: u64,
+    evidence: u64,
+    restarts: u64,
+    guard_refusals: u64,
+}
+
+struct Sim<'a> {
+    cfg: &'a SimConfig,
+    seed: u64,
+    ctx: SimContext,
+    params: Params,
+    rng: ChaCha8Rng,
+    now: u64,
+    seq: u64,
+    queue: BinaryHeap<Scheduled>,
+    nodes: Vec<Node>,
+    sets: Vec<ValidatorSet<SimContext>>,
+    by_address: BTreeMap<ValidatorAddress, usize>,
+    keys: Vec<PublicKey>,
+    partition: Option<(usize, Vec<u8>)>,
+    after_gst: bool,
+    uplink_free: Vec<u64>,
+    decided: BTreeMap<u64, ValueId>,
+    produced: BTreeSet<ValueId>,
+    signed: BTreeMap<(usize, u64, u32, SignStep), Vec<u8>>,
+    failure: Option<SimFailure>,
+    target: Option<u64>,
+    done: bool,
+    stats: Stats,
+    trace: Sha256,
+}
+
+fn micros(ms: u64) -> u64 {
+    ms.saturating_mul(1000)
+}
+
+fn step_of(t: VoteType) -> SignStep {
+    match t {
+        VoteType::Prevote => SignStep::Prevote,
+        VoteType::Precommit => SignStep::Precommit,
+    }
+}
+
+impl<'a> Sim<'a> {
+    fn new(cfg: &'a SimConfig, seed: u64) -> Result<Self, SimFailure> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x005e_ed0f_c4a1_c4a1);
+        let mut secrets = Vec::new();
+        while secrets.len() < cfg.stakes.len() {
+            let mut b = [0u8; 32];
+            rng.fill_bytes(&mut b);
+            if let Ok(sk) = SecretKey::from_slice(&b) {
+                secrets.push(sk);
+            }
+        }
+        let keys: Vec<PublicKey> = secrets
+            .iter()
+            .map(|s| PublicKey::from_secret_key(SECP256K1, s))
+            .collect();
+        let validators = keys
+            .iter()
+            .zip(&cfg.stakes)
+            .map(|(k, s)| Validator {
+                address: ValidatorAddress::from_public_key(k),
+                public_key: *k,
+                voting_power: *s,
+            })
+            .collect();
+        let genesis = ValidatorSet::new(validators)
+            .map_err(|_| SimFailure::Config("invalid validator set"))?;
+        let mut params = Params::new(INSTANCE);
+        params.timeouts = cfg.timeouts;
+        let mut by_address = BTreeMap::new();
+        let mut nodes = Vec::new();
+        for (i, (secret, key)) in secrets.iter().zip(&keys).enumerate() {
+            let address = ValidatorAddress::from_public_key(key);
+            by_address.insert(address, i);
+            nodes.push(Node {
+                secret: *secret,
+                address,
+                behaviour: cfg.behaviours.get(i).copied().unwrap_or(Behaviour::Honest),
+                alive: true,
+                incarnation: 0,
+                core: Consensus::new(
+                    SimContext,
+                    params.clone(),
+                    Some(address),
+                    1,
+                    genesis.clone(),
+                ),
+                chain: Vec::new(),
+                guard: SigningGuard::new(),
+                wal: Vec::new(),
+                sync_sent: BTreeMap::new(),
+                recent: VecDeque::new(),
+            });
+        }
+        let n = nodes.len();
+        Ok(Sim {
+            cfg,
+            seed,
+            ctx: SimContext,
+            params,
+            rng,
+            now: 0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            nodes,
+            sets: vec![genesis],
+            by_address,
+            keys,
+            partition: None,
+            after_gst: false,
+            uplink_free: vec![0; n],
+            decided: BTreeMap::new(),
+            produced: BTreeSet::new(),
+            signed: BTreeMap::new(),
+            failure: None,
+            target: None,
+            done: false,
+            stats: Stats::default(),
+            trace: Sha256::new(),
+        })
+    }
+
+    /// The validator set of `height` (the genesis set, priorities advanced once per height).
+    fn set(&mut self, height: u64) -> ValidatorSet<SimContext> {
+        let idx = usize::try_from(height.saturating_sub(1)).unwrap_or(usize::MAX);
+        while self.sets.len() <= idx && self.sets.len() < 1_000_000 {
+            let mut next = self
+                .sets
+                .last()
+                .cloned()
+                .unwrap_or_else(|| self.sets[0].clone());
+            next.advance();
+            self.sets.push(next);
+        }
+        self.sets
+            .get(idx)
+            .or(self.sets.last())
+            .cloned()
+            .unwrap_or_else(|| self.sets[0].clone())
+    }
+
+    fn schedule(&mut self, at: u64, event: Event) {
+        self.seq += 1;
+        self.queue.push(Scheduled {
+            at,
+            seq: self.seq,
+            event,
+        });
+    }
+
+    fn fail(&mut self, f: SimFailure) {
+        if self.failure.is_none() {
+            self.failure = Some(f);
+        }
+    }
+
+    fn honest(&self, i: usize) -> bool {
+        self.nodes
+            .get(i)
+            .is_some_and(|n| n.behaviour == Behaviour::Honest)
+    }
+
+    fn run(&mut self) -> Result<SimReport, SimFailure> {
+        let n = self.nodes.len();
+        for i in 0..n {
+            let outs = self.nodes[i].core.start();
+            self.process(i, outs);
+            let offset = self.rng.gen_range(0..micros(self.cfg.gossip_ms));
+            self.schedule(
+                offset,
+                Event::Gossip {
+                    node: i,
+                    incarnation: 0,
+                },
+            );
+        }
+        for (k, p) in self.cfg.partitions.iter().enumerate() {
+            self.schedule(micros(p.at_ms), Event::Partition(k));
+            self.schedule(micros(p.heal_ms), Event::Heal(k));
+        }
+        for c in &self.cfg.crashes {
+            self.schedule(micros(c.at_ms), Event::Crash(c.node));
+            self.schedule(micros(c.restart_ms), Event::Restart(c.node));
+        }
+        self.schedule(micros(self.cfg.gst_ms), Event::Gst);
+        let deadline = micros(self.cfg.gst_ms.saturating_add(self.cfg.liveness_bound_ms));
+        while let Some(s) = self.queue.pop() {
+            if s.at > deadline {
+                break;
+            }
+            self.now = s.at;
+            self.handle(s.event);
+            if let Some(f) = self.failure.take() {
+                return Err(f);
+            }
+            if self.done {
+                break;
+            }
+        }
+        let lowest = self.lowest_honest_height();
+        if !self.done {
+            let nodes = self
+                .nodes
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    format!(
+                        "n{i} {:?} h{} r{} {:?}",
+                        n.behaviour,
+                        n.chain.len(),
+                        n.core.round().0,
+                        n.core.step()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(SimFailure::Liveness {
+                nodes,
+                lowest,
+                target: self.target.unwrap_or(0),
+                at_ms: self.now / 1000,
+            });
+        }
+        Ok(SimReport {
+            seed: self.seed,
+            validators: n,
+            byzantine: (0..n).filter(|i| !self.honest(*i)).count(),
+            honest_height: lowest,
+            decisions: self.stats.decisions,
+            messages: self.stats.messages,
+            bytes: self.stats.bytes,
+            dropped: self.stats.dropped,
+            garbage_sent: self.stats.garbage_sent,
+            garbage_rejected: self.stats.garbage_rejected,
+            evidence: self.stats.evidence,
+            restarts: self.stats.restarts,
+            guard_refusals: self.stats.guard_refusals,
+            sim_time_ms: self.now / 1000,
+            trace: self.trace.clone().finalize().into(),
+        })
+    }
+
+    fn lowest_honest_height(&self) -> u64 {
+        self.nodes
+            .iter()
+            .filter(|n| n.behaviour == Behaviour::Honest)
+            .map(|n| n.chain.len() as u64)
+            .min()
+            .unwrap_or(0)
+    }
+
+    fn check_done(&mut self) {
+        if let Some(target) = self.target {
+            if self.lowest_honest_height() >= target {
+                self.done = true;
+            }
+        }
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Deliver {
+                from,
+                to,
+                bytes,
+                garbage,
+            } => self.deliver(from, to, &bytes, garbage),
+            Event::Timer {
+                node,
+                incarnation,
+                timeout,
+            } => {
+                if self.nodes[node].alive && self.nodes[node].incarnation == incarnation {
+                    let _ = self.feed(node, Input::TimeoutExpired(timeout));
+                }
+            }
+            Event::Gossip { node, incarnation } => {
+                if self.nodes[node].alive && self.nodes[node].incarnation == incarnation {
+                    self.gossip(node);
+                    let next = self.now + micros(self.cfg.gossip_ms);
+                    self.schedule(next, Event::Gossip { node, incarnation });
+                }
+            }
+            Event::NextHeight { node, incarnation } => {
+                if self.nodes[node].alive && self.nodes[node].incarnation == incarnation {
+                    let h = self.nodes[node].chain.len() as u64 + 1;
+                    if self.nodes[node].core.height() < h {
+                        let set = self.set(h);
+                        let outs = self.nodes[node].core.start_height(h, set);
+                        self.process(node, outs);
+                    }
+                }
+            }
+            Event::Crash(i) => {
+                let node = &mut self.nodes[i];
+                node.alive = false;
+                node.incarnation += 1;
+            }
+            Event::Restart(i) => self.restart(i),
+            Event::Partition(k) => {
+                self.partition = self.cfg.partitions.get(k).map(|p| (k, p.groups.clone()));
+            }
+            Event::Heal(k) => {
+                if self
+                    .partition
+                    .as_ref()
+                    .is_some_and(|(active, _)| *active == k)
+                {
+                    self.partition = None;
+                }
+            }
+            Event::Gst => {
+                self.after_gst = true;
+                self.partition = None;
+                let top = self
+                    .nodes
+                    .iter()
+                    .filter(|n| n.behaviour == Behaviour::Honest)
+                    .map(|n| n.chain.len() as u64)
+                    .max()
+                    .unwrap_or(0);
+                self.target = Some(top + self.cfg.liveness_heights);
+                self.check_done();
+            }
+        }
+    }
+
+    fn restart(&mut self, i: usize) {
+        self.stats.restarts += 1;
+        let h = self.nodes[i].chain.len() as u64 + 1;
+        let set = self.set(h);
+        let node = &mut self.nodes[i];
+        node.alive = true;
+        node.incarnation += 1;
+        node.sync_sent.clear();
+        node.core = Consensus::new(self.ctx, self.params.clone(), Some(node.address), h, set);
+        let wal = core::mem::take(&mut node.wal);
+        let incarnation = node.incarnation;
+        let outs = node.core.start();
+        self.process(i, outs);
+        if self.cfg.replay_wal {
+            for input in wal {
+                let _ = self.feed(i, input);
+            }
+        }
+        let next = self.now + micros(self.cfg.gossip_ms);
+        self.schedule(
+            next,
+            Event::Gossip {
+                node: i,
+                incarnation,
+            },
+        );
+    }
+
+    /// Feeds an external input (logged to the WAL once accepted) and everything it leads to.
+    fn feed(&mut self, i: usize, input: Input<SimContext>) -> Result<(), ConsensusError> {
+        let outs = self.nodes[i].core.handle(input.clone())?;
+        self.nodes[i].wal.push(input);
+        self.process(i, outs);
+        Ok(())
+    }
+
+    fn process(&mut self, i: usize, outs: Vec<Output<SimContext>>) {
+        let mut queue: VecDeque<Output<SimContext>> = outs.into();
+        while let Some(o) = queue.pop_front() {
+            for derived in self.on_output(i, o) {
+                if let Ok(more) = self.nodes[i].core.handle(derived) {
+                    queue.extend(more);
+                }
+            }
+        }
+    }
+
+    fn on_output(&mut self, i: usize, o: Output<SimContext>) -> Vec<Input<SimContext>> {
+        match o {
+            Output::GetValue { height, round, .. } => {
+                let value = self.make_value(i, height, round.0, 0);
+                vec![Input::ProposeValue {
+                    height,
+                    round,
+                    value,
+                }]
+            }
+            Output::SignProposal(p) => self.sign_proposal(i, p),
+            Output::SignVote(v) => self.sign_vote(i, v),
+            Output::ScheduleTimeout { timeout, after } => {
+                let at = self
+                    .now
+                    .saturating_add(u64::try_from(after.as_micros()).unwrap_or(u64::MAX));
+                let incarnation = self.nodes[i].incarnation;
+                self.schedule(
+                    at,
+                    Event::Timer {
+                        node: i,
+                        incarnation,
+                        timeout,
+                    },
+                );
+                Vec::new()
+            }
+            Output::ValidateValue { height, value, .. } => {
+                let value_id = self.ctx.value_id(&value);
+                vec![Input::ValueValidated {
+                    height,
+                    value_id,
+                    valid: value.is_valid_for(height),
+                }]
+            }
+            Output::Decide(d) => {
+                self.on_decide(i, d);
+                Vec::new()
+            }
+            Output::Evidence(e) => {
+                self.on_evidence(e);
+                Vec::new()
+            }
+        }
+    }
+
+    /// Values are a deterministic function of (seed, proposer, height, round, variant), so a
+    /// restarted proposer replaying its WAL rebuilds the very same proposal.
+    fn make_value(&mut self, i: usize, height: u64, round: u32, variant: u8) -> SimValue {
+        let mut seed_bytes = Vec::new();
+        seed_bytes.extend_from_slice(&self.seed.to_be_bytes());
+        seed_bytes.extend_from_slice(&(i as u64).to_be_bytes());
+        seed_bytes.extend_from_slice(&height.to_be_bytes());
+        seed_bytes.extend_from_slice(&round.to_be_bytes());
+        seed_bytes.push(variant);
+        let payload = tagged_hash(b"carchain/sim/payload", &seed_bytes);
+        let len = usize::from(payload[0] % 32);
+        let valid_height = if self.nodes[i].behaviour == Behaviour::BadProposals {
+            height.wrapping_add(1_000)
+        } else {
+            height
+        };
+        let value = SimValue::new(
+            valid_height,
+            i as u32,
+            round,
+            payload.get(..len).unwrap_or(&[]),
+        );
+        self.produced.insert(self.ctx.value_id(&value));
+        value
+    }
+
+    fn record_signature(
+        &mut self,
+        i: usize,
+        height: u64,
+        round: u32,
+        step: SignStep,
+        bytes: &[u8],
+    ) {
+        if !self.honest(i) {
+            return;
+        }
+        match self.signed.get(&(i, height, round, step)) {
+            Some(prev) if prev.as_slice() != bytes => {
+                self.fail(SimFailure::DoubleSign { node: i, height })
+            }
+            Some(_) => {}
+            None => {
+                self.signed.insert((i, height, round, step), bytes.to_vec());
+            }
+        }
+    }
+
+    fn sign_vote(&mut self, i: usize, vote: Vote<SimContext>) -> Vec<Input<SimContext>> {
+        let bytes = self.ctx.vote_sign_bytes(&vote);
+        tracing::trace!(
+            at_us = self.now,
+            node = i,
+            height = vote.height,
+            round = vote.round.0,
+            kind = ?vote.vote_type,
+            nil = vote.value.is_none(),
+            "sign vote"
+        );
+        let behaviour = self.nodes[i].behaviour;
+        if behaviour != Behaviour::Equivocate && self.cfg.signing_guard {
+            let node = &mut self.nodes[i];
+            if node
+                .guard
+                .authorize(vote.height, vote.round, step_of(vote.vote_type), &bytes)
+                .is_err()
+            {
+                self.stats.guard_refusals += 1;
+                return Vec::new();
+            }
+        }
+        self.record_signature(
+            i,
+            vote.height,
+            vote.round.0,
+            step_of(vote.vote_type),
+            &bytes,
+        );
+        let signed = SignedVote {
+            signature: secp::sign(&self.nodes[i].secret, &bytes),
+            vote,
+        };
+        match behaviour {
+            Behaviour::Withhold => {}
+            Behaviour::Equivocate => {
+                let mut other = signed.vote.clone();
+                other.value = match other.value {
+                    Some(_) => None,
+                    None => {
+                        let mut id = [0u8; 32];
+                        self.rng.fill_bytes(&mut id);
+                        Some(ValueId(id))
+                    }
+                };
+                let other_bytes = self.ctx.vote_sign_bytes(&other);
+                let twin = SignedVote {
+                    signature: secp::sign(&self.nodes[i].secret, &other_bytes),
+                    vote: other,
+                };
+                let a = encode(&Message::Vote(signed.clone()));
+                let b = encode(&Message::Vote(twin));
+                self.split_send(i, &a, &b);
+            }
+            _ => self.broadcast(i, &Message::Vote(signed.clone())),
+        }
+        vec![Input::Vote(signed)]
+    }
+
+    fn sign_proposal(&mut self, i: usize, p: Proposal<SimContext>) -> Vec<Input<SimContext>> {
+        let bytes = self.ctx.proposal_sign_bytes(&p);
+        tracing::trace!(
+            at_us = self.now,
+            node = i,
+            height = p.height,
+            round = p.round.0,
+            pol_round = ?p.pol_round,
+            "sign proposal"
+        );
+        let behaviour = self.nodes[i].behaviour;
+        if behaviour != Behaviour::Equivocate
+            && self.cfg.signing_guard
+            && self.nodes[i]
+                .guard
+                .authorize(p.height, p.round, SignStep::Propose, &bytes)
+                .is_err()
+        {
+            self.stats.guard_refusals += 1;
+            return Vec::new();
+        }
+        self.record_signature(i, p.height, p.round.0, SignStep::Propose, &bytes);
+        let signed = SignedProposal {
+            signature: secp::sign(&self.nodes[i].secret, &bytes),
+            proposal: p,
+        };
+        if behaviour == Behaviour::Equivocate {
+            let mut other = signed.proposal.clone();
+            other.value = self.make_value(i, other.height, other.round.0, 1);
+            other.pol_round = None;
+            let other_bytes = self.ctx.proposal_sign_bytes(&other);
+            let twin = SignedProposal {
+                signature: secp::sign(&self.nodes[i].secret, &other_bytes),
+                proposal: other,
+            };
+            let a = encode(&Message::Proposal(signed.clone()));
+            let b = encode(&Message::Proposal(twin));
+            self.split_send(i, &a, &b);
+        } else {
+            self.broadcast(i, &Message::Proposal(signed.clone()));
+        }
+        vec![Input::Proposal(signed)]
+    }
+
+    /// Equivocation: each peer gets one version, the other, or both (so evidence can form).
+    fn split_send(&mut self, i: usize, a: &[u8], b: &[u8]) {
+        for j in 0..self.nodes.len() {
+            if j == i {
+                continue;
+            }
+            match self.rng.gen_range(0..3) {
+                0 => self.send(i, j, a.to_vec(), false),
+                1 => self.send(i, j, b.to_vec(), false),
+                _ => {
+                    self.send(i, j, b.to_vec(), false);
+                    self.send(i, j, a.to_vec(), false);
+                }
+            }
+        }
+    }
+
+    fn broadcast(&mut self, i: usize, msg: &Message) {
+        let bytes = encode(msg);
+        if self.nodes[i].behaviour == Behaviour::Garbage {
+            let recent = &mut self.nodes[i].recent;
+            recent.push_back(bytes.clone());
+            if recent.len() > 8 {
+                recent.pop_front();
+            }
+        }
+        for j in 0..self.nodes.len() {
+            if j != i {
+                self.send(i, j, bytes.clone(), false);
+            }
+        }
+    }
+
+    fn send(&mut self, from: usize, to: usize, bytes: Vec<u8>, garbage: bool) {
+        self.stats.messages += 1;
+        self.stats.bytes += bytes.len() as u64;
+        if !self.after_gst {
+            let cut = self
+                .partition
+                .as_ref()
+                .is_some_and(|(_, g)| g.get(from) != g.get(to));
+            let lost = self.rng.gen_range(0..1_000_000u32) < self.cfg.net.loss_ppm;
+            if cut || lost {
+                self.stats.dropped += 1;
+                return;
+            }
+        }
+        let tx =
+            (bytes.len() as u64).saturating_mul(1_000_000) / self.cfg.net.bandwidth_bytes_per_s;
+        let start = self.now.max(self.uplink_free[from]);
+        self.uplink_free[from] = start + tx;
+        let jitter = if self.cfg.net.jitter_ms > 0 {
+            self.rng.gen_range(0..=micros(self.cfg.net.jitter_ms))
+        } else {
+            0
+        };
+        let at = start + tx + micros(self.cfg.net.latency_ms) + jitter;
+        self.schedule(
+            at,
+            Event::Deliver {
+                from,
+                to,
+                bytes,
+                garbage,
+            },
+        );
+    }
+
+    fn gossip(&mut self, i: usize) {
+        let height = self.nodes[i].core.height();
+        let status = encode(&Message::Status { height });
+        for j in 0..self.nodes.len() {
+            if j != i {
+                self.send(i, j, status.clone(), false);
+            }
+        }
+        let behaviour = self.nodes[i].behaviour;
+        let (proposal, votes) = {
+            let (p, v) = self.nodes[i].core.gossip_messages();
+            (p.cloned(), v.into_iter().cloned().collect::<Vec<_>>())
+        };
+        if let Some(p) = proposal {
+            if behaviour != Behaviour::Equivocate {
+                self.broadcast(i, &Message::Proposal(p));
+            }
+        }
+        if behaviour != Behaviour::Withhold && behaviour != Behaviour::Equivocate {
+            for v in votes {
+                self.broadcast(i, &Message::Vote(v));
+            }
+        }
+        if behaviour == Behaviour::Garbage {
+            for j in 0..self.nodes.len() {
+                if j != i {
+                    let g = self.garbage(i);
+                    self.stats.garbage_sent += 1;
+                    self.send(i, j, g, true);
+                }
+            }
+        }
+    }
+
+    fn garbage(&mut self, i: usize) -> Vec<u8> {
+        let recent: Vec<Vec<u8>> = self.nodes[i].recent.iter().cloned().collect();
+        let base = recent.choose(&mut self.rng).cloned();
+        match (self.rng.gen_range(0..4), base) {
+            (1, Some(mut b)) if !b.is_empty() => {
+                let pos = self.rng.gen_range(0..b.len());
+                let bit = self.rng.gen_range(0..8);
+                if let Some(x) = b.get_mut(pos) {
+                    *x ^= 1 << bit;
+                }
+                b
+            }
+            (2, Some(mut b)) => {
+                let cut = self.rng.gen_range(0..b.len().max(1));
+                b.truncate(cut);
+                b
+            }
+            (3, Some(mut b)) => {
+                b.push(self.rng.gen());
+                b
+            }
+            _ => {
+                let len = self.rng.gen_range(0..200);
+                let mut b = vec![0u8; len];
+                self.rng.fill_bytes(&mut b);
+                if let Some(first) = b.first_mut() {
+                    *first = 1;
+                }
+                b
+            }
+        }
+    }
+
+    /// Whether a decoded message carries a valid signature (or certificate) — garbage must not.
+    fn authentic(&mut self, msg: &Message) -> bool {
+        match msg {
+            Message::Status { .. } => false,
+            Message::Vote(sv) => self
+                .by_address
+                .get(&sv.vote.validator)
+                .and_then(|i| self.keys.get(*i))
+                .is_some_and(|k| {
+                    self.ctx
+                        .verify(k, &self.ctx.vote_sign_bytes(&sv.vote), &sv.signature)
+                }),
+            Message::Proposal(sp) => self
+                .by_address
+                .get(&sp.proposal.proposer)
+                .and_then(|i| self.keys.get(*i))
+                .is_some_and(|k| {
+                    self.ctx.verify(
+                        k,
+                        &self.ctx.proposal_sign_bytes(&sp.proposal),
+                        &sp.signature,
+                    )
+                }),
+            Message::Decided { value, certificate } => {
+                let set = self.set(certificate.height.min(1_000_000));
+                self.ctx.value_id(value) == certificate.value_id
+                    && certificate.verify(&self.ctx, INSTANCE, &set).is_ok()
+            }
+        }
+    }
+
+    fn deliver(&mut self, from: usize, to: usize, bytes: &[u8], garbage: bool) {
+        if !self.nodes[to].alive {
+            return;
+        }
+        let msg = match decode(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                if garbage {
+                    self.stats.garbage_rejected += 1;
+                } else {
+                    self.fail(SimFailure::HonestRejected {
+                        from,
+                        to,
+                        reason: e.to_string(),
+                    });
+                }
+                return;
+            }
+        };
+        if garbage && self.authentic(&msg) {
+            self.fail(SimFailure::Forgery { from });
+            return;
+        }
+        let (height, result) = match msg {
+            Message::Status { height } => {
+                self.maybe_sync(to, from, height);
+                return;
+            }
+            Message::Proposal(sp) => (sp.proposal.height, self.feed(to, Input::Proposal(sp))),
+            Message::Vote(sv) => (sv.vote.height, self.feed(to, Input::Vote(sv))),
+            Message::Decided { value, certificate } => {
+                let core = &self.nodes[to].core;
+                if certificate.height != core.height() || core.step() == Step::Commit {
+                    return;
+                }
+                (
+                    certificate.height,
+                    self.feed(to, Input::Commit { value, certificate }),
+                )
+            }
+        };
+        if let Err(e) = result {
+            if garbage {
+                self.stats.garbage_rejected += 1;
+                return;
+            }
+            if e == ConsensusError::WrongHeight && height < self.nodes[to].core.height() {
+                self.maybe_sync(to, from, height);
+                return;
+            }
+            let benign = matches!(
+                e,
+                ConsensusError::WrongHeight
+                    | ConsensusError::AlreadyDecided
+                    | ConsensusError::RoundTooFar
+            );
+            if self.honest(from) && !benign {
+                self.fail(SimFailure::HonestRejected {
+                    from,
+                    to,
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+
+    /// Sends our decision at `height` to a peer still working on it (rate-limited).
+    fn maybe_sync(&mut self, me: usize, peer: usize, height: u64) {
+        let Some(idx) = usize::try_from(height).ok().and_then(|h| h.checked_sub(1)) else {
+            return;
+        };
+        let Some(d) = self.nodes[me].chain.get(idx).cloned() else {
+            return;
+        };
+        let period = micros(self.cfg.gossip_ms);
+        if let Some((h, t)) = self.nodes[me].sync_sent.get(&peer) {
+            if *h == height && self.now < t.saturating_add(period) {
+                return;
+            }
+        }
+        self.nodes[me].sync_sent.insert(peer, (height, self.now));
+        let bytes = encode(&Message::Decided {
+            value: d.value,
+            certificate: d.certificate,
+        });
+        self.send(me, peer, bytes, false);
+    }
+
+    fn on_decide(&mut self, i: usize, d: Decision<SimContext>) {
+        let height = d.certificate.height;
+        let set = self.set(height);
+        if let Err(e) = d.certificate.verify(&self.ctx, INSTANCE, &set) {
+            self.fail(SimFailure::Certificate {
+                height,
+                node: i,
+                reason: e.to_string(),
+            });
+            return;
+        }
+        let id = self.ctx.value_id(&d.value);
+        if id != d.certificate.value_id {
+            self.fail(SimFailure::Certificate {
+                height,
+                node: i,
+                reason: "value does not match certificate".into(),
+            });
+            return;
+        }
+        if self.nodes[i].chain.len() as u64 + 1 != height {
+            self.fail(SimFailure::OutOfOrder { node: i, height });
+            return;
+        }
+        if self.honest(i) {
+            match self.decided.get(&height) {
+                Some(prev) if *prev != id => {
+                    self.fail(SimFailure::Agreement { height });
+                    return;
+                }
+                Some(_) => {}
+                None => {
+                    self.decided.insert(height, id);
+                }
+            }
+            if !d.value.is_valid_for(height) || !self.produced.contains(&id) {
+                self.fail(SimFailure::Validity { height, node: i });
+                return;
+            }
+        }
+        self.trace.update(self.now.to_be_bytes());
+        self.trace.update((i as u64).to_be_bytes());
+        self.trace.update(height.to_be_bytes());
+        self.trace.update(id.0);
+        self.stats.decisions += 1;
+        let node = &mut self.nodes[i];
+        node.chain.push(d);
+        node.wal.clear();
+        let incarnation = node.incarnation;
+        let at = self.now + micros(self.cfg.block_interval_ms);
+        self.schedule(
+            at,
+            Event::NextHeight {
+                node: i,
+                incarnation,
+            },
+        );
+        self.check_done();
+    }
+
+    fn on_evidence(&mut self, e: Evidence<SimContext>) {
+        let offender = self.by_address.get(e.offender()).copied();
+        let set = self.set(e.first.vote.height);
+        if let Err(err) = e.verify(&self.ctx, &set) {
+            self.fail(SimFailure::FalseEvidence {
+                offender,
+                reason: err.to_string(),
+            });
+            return;
+        }
+        match offender {
+            Some(o) if !self.honest(o) => self.stats.evidence += 1,
+            _ => self.fail(SimFailure::FalseEvidence {
+                offender,
+                reason: "accuses an honest validator".into(),
+            }),
+        }
+    }
+}

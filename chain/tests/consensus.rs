@@ -1,0 +1,879 @@
+//! Round state machine, certificates and evidence, driven input by input with real
+//! secp256k1 signatures.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use chain::consensus::secp::{self, ValidatorAddress};
+use chain::consensus::{
+    CommitCertificate, Consensus, ConsensusError, Context, Input, InstanceId, Output, Params,
+    Proposal, Round, SignedProposal, SignedVote, Step, Timeout, TimeoutKind, Validator,
+    ValidatorSet, Vote, VoteType,
+};
+use chain::sim::context::{SimContext, SimValue, ValueId};
+use secp256k1::{PublicKey, SecretKey, SECP256K1};
+
+const I: InstanceId = InstanceId(7);
+
+struct Net {
+    keys: Vec<SecretKey>,
+    addrs: Vec<ValidatorAddress>,
+    set: ValidatorSet<SimContext>,
+}
+
+fn net(powers: &[u64]) -> Net {
+    let keys: Vec<SecretKey> = (0..powers.len())
+        .map(|i| {
+            let mut b = [0u8; 32];
+            b[0] = 1;
+            b[31] = u8::try_from(i + 1).unwrap();
+            SecretKey::from_slice(&b).unwrap()
+        })
+        .collect();
+    let addrs: Vec<ValidatorAddress> = keys
+        .iter()
+        .map(|k| ValidatorAddress::from_public_key(&PublicKey::from_secret_key(SECP256K1, k)))
+        .collect();
+    let set = ValidatorSet::new(
+        keys.iter()
+            .zip(powers)
+            .map(|(k, p)| {
+                let pk = PublicKey::from_secret_key(SECP256K1, k);
+                Validator {
+                    address: ValidatorAddress::from_public_key(&pk),
+                    public_key: pk,
+                    voting_power: *p,
+                }
+            })
+            .collect(),
+    )
+    .unwrap();
+    Net { keys, addrs, set }
+}
+
+impl Net {
+    fn idx(&self, a: &ValidatorAddress) -> usize {
+        self.addrs.iter().position(|x| x == a).unwrap()
+    }
+    fn proposer(&self, r: u32) -> usize {
+        self.idx(self.set.proposer(Round(r)))
+    }
+    /// A validator that proposes none of rounds 0..=2.
+    fn bystander(&self) -> usize {
+        (0..self.addrs.len())
+            .find(|i| (0..3).all(|r| self.proposer(r) != *i))
+            .unwrap()
+    }
+    fn core(&self, me: usize) -> Consensus<SimContext> {
+        Consensus::new(
+            SimContext,
+            Params::new(I),
+            Some(self.addrs[me]),
+            1,
+            self.set.clone(),
+        )
+    }
+    fn vote(
+        &self,
+        who: usize,
+        r: u32,
+        t: VoteType,
+        value: Option<ValueId>,
+    ) -> SignedVote<SimContext> {
+        self.vote_at(who, 1, r, t, value)
+    }
+    fn vote_at(
+        &self,
+        who: usize,
+        h: u64,
+        r: u32,
+        t: VoteType,
+        value: Option<ValueId>,
+    ) -> SignedVote<SimContext> {
+        let vote = Vote {
+            instance: I,
+            height: h,
+            round: Round(r),
+            vote_type: t,
+            value,
+            validator: self.addrs[who],
+        };
+        let signature = secp::sign(&self.keys[who], &SimContext.vote_sign_bytes(&vote));
+        SignedVote { vote, signature }
+    }
+    fn proposal(&self, r: u32, value: &SimValue, pol: Option<u32>) -> SignedProposal<SimContext> {
+        let who = self.proposer(r);
+        let proposal = Proposal {
+            instance: I,
+            height: 1,
+            round: Round(r),
+            value: value.clone(),
+            pol_round: pol.map(Round),
+            proposer: self.addrs[who],
+        };
+        let signature = secp::sign(&self.keys[who], &SimContext.proposal_sign_bytes(&proposal));
+        SignedProposal {
+            proposal,
+            signature,
+        }
+    }
+}
+
+fn id(v: &SimValue) -> ValueId {
+    SimContext.value_id(v)
+}
+
+fn val(tag: u8) -> SimValue {
+    SimValue::new(1, 0, 0, &[tag])
+}
+
+/// Feeds an input, answering validation requests (everything valid) and signing our own
+/// votes/proposals with `me`'s key; returns every output seen.
+fn feed(
+    net: &Net,
+    me: usize,
+    core: &mut Consensus<SimContext>,
+    input: Input<SimContext>,
+) -> Vec<Output<SimContext>> {
+    let mut seen = Vec::new();
+    let mut pending = vec![input];
+    while let Some(i) = pending.pop() {
+        let outs = core.handle(i).unwrap();
+        for o in outs {
+            match &o {
+                Output::ValidateValue { height, value, .. } => {
+                    pending.push(Input::ValueValidated {
+                        height: *height,
+                        value_id: id(value),
+                        valid: value.is_valid_for(*height),
+                    })
+                }
+                Output::SignVote(v) => {
+                    let signature = secp::sign(&net.keys[me], &SimContext.vote_sign_bytes(v));
+                    pending.push(Input::Vote(SignedVote {
+                        vote: v.clone(),
+                        signature,
+                    }));
+                }
+                Output::SignProposal(p) => {
+                    let signature = secp::sign(&net.keys[me], &SimContext.proposal_sign_bytes(p));
+                    pending.push(Input::Proposal(SignedProposal {
+                        proposal: p.clone(),
+                        signature,
+                    }));
+                }
+                _ => {}
+            }
+            seen.push(o);
+        }
+    }
+    seen
+}
+
+fn votes_signed(outs: &[Output<SimContext>]) -> Vec<Vote<SimContext>> {
+    outs.iter()
+        .filter_map(|o| match o {
+            Output::SignVote(v) => Some(v.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn others(net: &Net, me: usize) -> Vec<usize> {
+    (0..net.addrs.len()).filter(|i| *i != me).collect()
+}
+
+fn timeout(r: u32, kind: TimeoutKind) -> Input<SimContext> {
+    Input::TimeoutExpired(Timeout {
+        height: 1,
+        round: Round(r),
+        kind,
+    })
+}
+
+/// Drives a bystander to lock on `v` in round 0 while everyone else precommits nil, then on to
+/// round 1 by the precommit timeout.
+fn locked_on(net: &Net, me: usize, v: &SimValue) -> Consensus<SimContext> {
+    let mut core = net.core(me);
+    core.start();
+    feed(
+        net,
+        me,
+        &mut core,
+        Input::Proposal(net.proposal(0, v, None)),
+    );
+    let o = others(net, me);
+    for w in &o[..2] {
+        feed(
+            net,
+            me,
+            &mut core,
+            Input::Vote(net.vote(*w, 0, VoteType::Prevote, Some(id(v)))),
+        );
+    }
+    assert_eq!(core.locked_round(), Some(Round(0)));
+    for w in &o[..2] {
+        feed(
+            net,
+            me,
+            &mut core,
+            Input::Vote(net.vote(*w, 0, VoteType::Precommit, None)),
+        );
+    }
+    let outs = feed(net, me, &mut core, timeout(0, TimeoutKind::Precommit));
+    assert_eq!(core.round(), Round(1));
+    assert!(outs.iter().any(|o| matches!(o, Output::ScheduleTimeout { timeout, .. } if timeout.kind == TimeoutKind::Propose && timeout.round == Round(1))));
+    core
+}
+
+#[test]
+fn happy_path_decides_with_verifiable_certificate() {
+    let net = net(&[10, 10, 10, 10]);
+    let me = net.bystander();
+    let mut core = net.core(me);
+    let start = core.start();
+    assert!(start.iter().all(|o| !matches!(o, Output::GetValue { .. })));
+    let v = val(1);
+    let outs = feed(
+        &net,
+        me,
+        &mut core,
+        Input::Proposal(net.proposal(0, &v, None)),
+    );
+    assert_eq!(votes_signed(&outs)[0].value, Some(id(&v)));
+    assert_eq!(core.step(), Step::Prevote);
+    let o = others(&net, me);
+    feed(
+        &net,
+        me,
+        &mut core,
+        Input::Vote(net.vote(o[0], 0, VoteType::Prevote, Some(id(&v)))),
+    );
+    assert_eq!(core.step(), Step::Prevote, "2 of 4 is not a quorum");
+    let outs = feed(
+        &net,
+        me,
+        &mut core,
+        Input::Vote(net.vote(o[1], 0, VoteType::Prevote, Some(id(&v)))),
+    );
+    let pc = votes_signed(&outs);
+    assert_eq!(pc.len(), 1);
+    assert_eq!(
+        (pc[0].vote_type, pc[0].value),
+        (VoteType::Precommit, Some(id(&v)))
+    );
+    assert_eq!(core.locked_round(), Some(Round(0)));
+    assert_eq!(core.valid_round(), Some(Round(0)));
+    feed(
+        &net,
+        me,
+        &mut core,
+        Input::Vote(net.vote(o[0], 0, VoteType::Precommit, Some(id(&v)))),
+    );
+    assert!(core.decision().is_none());
+    let outs = feed(
+        &net,
+        me,
+        &mut core,
+        Input::Vote(net.vote(o[1], 0, VoteType::Precommit, Some(id(&v)))),
+    );
+    let d = outs
+        .iter()
+        .find_map(|o| match o {
+            Output::Decide(d) => Some(d.clone()),
+            _ => None,
+        })
+        .expect("decided");
+    assert_eq!(d.value, v);
+    assert_eq!(core.step(), Step::Commit);
+    assert_eq!(d.certificate.signatures.len(), 3);
+    assert_eq!(d.certificate.verify(&SimContext, I, &net.set).unwrap(), 30);
+}
+
+#[test]
+fn proposer_asks_for_a_value_and_proposes_it() {
+    let net = net(&[10, 10, 10, 10]);
+    let p = net.proposer(0);
+    let mut core = net.core(p);
+    let outs = core.start();
+    let (h, r) = outs
+        .iter()
+        .find_map(|o| match o {
+            Output::GetValue { height, round, .. } => Some((*height, *round)),
+            _ => None,
+        })
+        .expect("asked for a value");
+    let v = val(9);
+    let outs = feed(
+        &net,
+        p,
+        &mut core,
+        Input::ProposeValue {
+            height: h,
+            round: r,
+            value: v.clone(),
+        },
+    );
+    let prop = outs
+        .iter()
+        .find_map(|o| match o {
+            Output::SignProposal(p) => Some(p.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!((prop.value, prop.pol_round), (v.clone(), None));
+    // Its own proposal is valid without asking, and it prevotes for it.
+    assert_eq!(votes_signed(&outs)[0].value, Some(id(&v)));
+}
+
+#[test]
+fn locked_validator_prevotes_nil_for_other_value_then_relocks_on_quorum() {
+    let net = net(&[10, 10, 10, 10]);
+    let me = net.bystander();
+    let v = val(1);
+    let w = val(2);
+    let mut core = locked_on(&net, me, &v);
+    let outs = feed(
+        &net,
+        me,
+        &mut core,
+        Input::Proposal(net.proposal(1, &w, None)),
+    );
+    assert_eq!(
+        votes_signed(&outs)[0].value,
+        None,
+        "locked on v: prevote nil for w"
+    );
+    let o = others(&net, me);
+    let mut all = Vec::new();
+    for x in &o {
+        all.extend(feed(
+            &net,
+            me,
+            &mut core,
+            Input::Vote(net.vote(*x, 1, VoteType::Prevote, Some(id(&w)))),
+        ));
+    }
+    let pcs = votes_signed(&all);
+    assert_eq!(pcs.len(), 1);
+    assert_eq!(
+        (pcs[0].vote_type, pcs[0].value),
+        (VoteType::Precommit, Some(id(&w)))
+    );
+    assert_eq!(core.locked_round(), Some(Round(1)));
+}
+
+#[test]
+fn proof_of_lock_from_a_later_round_unlocks() {
+    let net = net(&[10, 10, 10, 10]);
+    let me = net.bystander();
+    let (v, w) = (val(1), val(2));
+    let o = others(&net, me);
+
+    // Without the +2/3 prevotes of round 1, a round-2 re-proposal of w gets nil.
+    let mut core = locked_on(&net, me, &v);
+    feed(
+        &net,
+        me,
+        &mut core,
+        Input::Proposal(net.proposal(2, &w, Some(1))),
+    );
+    assert_eq!(core.round(), Round(1));
+    for x in &o[..2] {
+        feed(
+            &net,
+            me,
+            &mut core,
+            Input::Vote(net.vote(*x, 2, VoteType::Prevote, None)),
+        );
+    }
+    assert_eq!(
+        core.round(),
+        Round(2),
+        "more than a third of the power in round 2: skip"
+    );
+    let outs = feed(&net, me, &mut core, timeout(2, TimeoutKind::Propose));
+    assert_eq!(
+        votes_signed(&outs)[0].value,
+        None,
+        "no proof of lock yet: nil on timeout"
+    );
+
+    // With them, the proof of lock (round 1 > locked round 0) releases the lock.
+    let mut core = locked_on(&net, me, &v);
+    feed(
+        &net,
+        me,
+        &mut core,
+        Input::Proposal(net.proposal(2, &w, Some(1))),
+    );
+    for x in &o {
+        feed(
+            &net,
+            me,
+            &mut core,
+            Input::Vote(net.vote(*x, 1, VoteType::Prevote, Some(id(&w)))),
+        );
+    }
+    assert_eq!(
+        core.locked_round(),
+        Some(Round(0)),
+        "no round-1 proposal held: no relock"
+    );
+    let mut all = Vec::new();
+    for x in &o[..2] {
+        all.extend(feed(
+            &net,
+            me,
+            &mut core,
+            Input::Vote(net.vote(*x, 2, VoteType::Prevote, None)),
+        ));
+    }
+    assert_eq!(core.round(), Round(2));
+    let prevotes: Vec<_> = votes_signed(&all)
+        .into_iter()
+        .filter(|v| v.round == Round(2) && v.vote_type == VoteType::Prevote)
+        .collect();
+    assert_eq!(prevotes[0].value, Some(id(&w)));
+}
+
+#[test]
+fn re_proposal_without_proof_of_lock_gets_nil() {
+    let net = net(&[10, 10, 10, 10]);
+    let me = net.bystander();
+    let (v, w) = (val(1), val(2));
+    let mut core = locked_on(&net, me, &v);
+    feed(
+        &net,
+        me,
+        &mut core,
+        Input::Proposal(net.proposal(2, &w, None)),
+    );
+    let o = others(&net, me);
+    let mut all = Vec::new();
+    for x in &o[..2] {
+        all.extend(feed(
+            &net,
+            me,
+            &mut core,
+            Input::Vote(net.vote(*x, 2, VoteType::Prevote, None)),
+        ));
+    }
+    let pv: Vec<_> = votes_signed(&all)
+        .into_iter()
+        .filter(|v| v.round == Round(2))
+        .collect();
+    assert_eq!(pv[0].value, None);
+}
+
+#[test]
+fn timeouts_drive_nil_votes_and_grow_per_round() {
+    let net = net(&[10, 10, 10, 10]);
+    let me = net.bystander();
+    let mut core = net.core(me);
+    let start = core.start();
+    let d0 = start
+        .iter()
+        .find_map(|o| match o {
+            Output::ScheduleTimeout { timeout, after } if timeout.kind == TimeoutKind::Propose => {
+                Some(*after)
+            }
+            _ => None,
+        })
+        .unwrap();
+    // A stale timer does nothing.
+    assert!(feed(&net, me, &mut core, timeout(3, TimeoutKind::Propose)).is_empty());
+    let outs = feed(&net, me, &mut core, timeout(0, TimeoutKind::Propose));
+    assert_eq!(votes_signed(&outs)[0].value, None);
+    let o = others(&net, me);
+    let v = val(5);
+    feed(
+        &net,
+        me,
+        &mut core,
+        Input::Vote(net.vote(o[0], 0, VoteType::Prevote, Some(id(&v)))),
+    );
+    let outs = feed(
+        &net,
+        me,
+        &mut core,
+        Input::Vote(net.vote(o[1], 0, VoteType::Prevote, None)),
+    );
+    assert!(
+        votes_signed(&outs).is_empty(),
+        "split prevotes: no precommit yet"
+    );
+    assert!(outs.iter().any(|o| matches!(o, Output::ScheduleTimeout { timeout, .. } if timeout.kind == TimeoutKind::Prevote)));
+    let outs = feed(&net, me, &mut core, timeout(0, TimeoutKind::Prevote));
+    assert_eq!(votes_signed(&outs)[0].value, None);
+    assert_eq!(core.step(), Step::Precommit);
+    feed(
+        &net,
+        me,
+        &mut core,
+        Input::Vote(net.vote(o[0], 0, VoteType::Precommit, None)),
+    );
+    let outs = feed(
+        &net,
+        me,
+        &mut core,
+        Input::Vote(net.vote(o[1], 0, VoteType::Precommit, Some(id(&v)))),
+    );
+    assert!(outs.iter().any(|o| matches!(o, Output::ScheduleTimeout { timeout, .. } if timeout.kind == TimeoutKind::Precommit)));
+    let outs = feed(&net, me, &mut core, timeout(0, TimeoutKind::Precommit));
+    assert_eq!(core.round(), Round(1));
+    let d1 = outs
+        .iter()
+        .find_map(|o| match o {
+            Output::ScheduleTimeout { timeout, after } if timeout.kind == TimeoutKind::Propose => {
+                Some(*after)
+            }
+            _ => None,
+        })
+        .unwrap();
+    assert!(d1 > d0, "propose timeout grows with the round");
+}
+
+#[test]
+fn two_nil_prevote_quorum_precommits_nil_at_once() {
+    let net = net(&[10, 10, 10, 10]);
+    let me = net.bystander();
+    let mut core = net.core(me);
+    core.start();
+    feed(&net, me, &mut core, timeout(0, TimeoutKind::Propose));
+    let o = others(&net, me);
+    feed(
+        &net,
+        me,
+        &mut core,
+        Input::Vote(net.vote(o[0], 0, VoteType::Prevote, None)),
+    );
+    let outs = feed(
+        &net,
+        me,
+        &mut core,
+        Input::Vote(net.vote(o[1], 0, VoteType::Prevote, None)),
+    );
+    let pc = votes_signed(&outs);
+    assert_eq!((pc[0].vote_type, pc[0].value), (VoteType::Precommit, None));
+}
+
+#[test]
+fn skips_to_higher_round_only_with_more_than_a_third() {
+    let net = net(&[30, 10, 10, 10]);
+    let me = (1..4).find(|i| net.proposer(0) != *i).unwrap();
+    let mut core = net.core(me);
+    core.start();
+    let small = (1..4).find(|i| *i != me).unwrap();
+    feed(
+        &net,
+        me,
+        &mut core,
+        Input::Vote(net.vote(small, 5, VoteType::Prevote, None)),
+    );
+    assert_eq!(core.round(), Round(0), "10 of 60 is not more than a third");
+    feed(
+        &net,
+        me,
+        &mut core,
+        Input::Vote(net.vote(0, 5, VoteType::Precommit, None)),
+    );
+    assert_eq!(core.round(), Round(5), "40 of 60 is");
+}
+
+#[test]
+fn refuses_bad_inputs() {
+    let net = net(&[10, 10, 10, 10]);
+    let me = net.bystander();
+    let mut core = net.core(me);
+    core.start();
+    let o = others(&net, me);
+    let mut wrong = net.vote(o[0], 0, VoteType::Prevote, None);
+    wrong.vote.instance = InstanceId(8);
+    assert_eq!(
+        core.handle(Input::Vote(wrong)).unwrap_err(),
+        ConsensusError::WrongInstance
+    );
+    let mut forged = net.vote(o[0], 0, VoteType::Prevote, None);
+    forged.signature = net.vote(o[1], 0, VoteType::Prevote, None).signature;
+    assert_eq!(
+        core.handle(Input::Vote(forged)).unwrap_err(),
+        ConsensusError::InvalidSignature
+    );
+    let mut outsider = net.vote(o[0], 0, VoteType::Prevote, None);
+    outsider.vote.validator = ValidatorAddress([0xee; 20]);
+    assert_eq!(
+        core.handle(Input::Vote(outsider)).unwrap_err(),
+        ConsensusError::UnknownValidator
+    );
+    assert_eq!(
+        core.handle(Input::Vote(net.vote_at(
+            o[0],
+            3,
+            0,
+            VoteType::Prevote,
+            None
+        )))
+        .unwrap_err(),
+        ConsensusError::WrongHeight
+    );
+    assert_eq!(
+        core.handle(Input::Vote(net.vote(
+            o[0],
+            100_000,
+            VoteType::Prevote,
+            None
+        )))
+        .unwrap_err(),
+        ConsensusError::RoundTooFar
+    );
+    let mut not_proposer = net.proposal(0, &val(1), None);
+    let wrong_who = (0..4).find(|i| *i != net.proposer(0)).unwrap();
+    not_proposer.proposal.proposer = net.addrs[wrong_who];
+    not_proposer.signature = secp::sign(
+        &net.keys[wrong_who],
+        &SimContext.proposal_sign_bytes(&not_proposer.proposal),
+    );
+    assert_eq!(
+        core.handle(Input::Proposal(not_proposer)).unwrap_err(),
+        ConsensusError::NotProposer
+    );
+    let mut bad_pol = net.proposal(1, &val(1), Some(1));
+    bad_pol.signature = secp::sign(
+        &net.keys[net.proposer(1)],
+        &SimContext.proposal_sign_bytes(&bad_pol.proposal),
+    );
+    assert_eq!(
+        core.handle(Input::Proposal(bad_pol)).unwrap_err(),
+        ConsensusError::InvalidPolRound
+    );
+    core.handle(Input::Proposal(net.proposal(0, &val(1), None)))
+        .unwrap();
+    assert_eq!(
+        core.handle(Input::Proposal(net.proposal(0, &val(2), None)))
+            .unwrap_err(),
+        ConsensusError::ConflictingProposal
+    );
+}
+
+#[test]
+fn invalid_values_get_nil_prevotes_and_are_never_decided() {
+    let net = net(&[10, 10, 10, 10]);
+    let me = net.bystander();
+    let mut core = net.core(me);
+    core.start();
+    let bad = SimValue::new(99, 0, 0, b"wrong height");
+    let outs = feed(
+        &net,
+        me,
+        &mut core,
+        Input::Proposal(net.proposal(0, &bad, None)),
+    );
+    assert_eq!(votes_signed(&outs)[0].value, None);
+    let o = others(&net, me);
+    let mut all = Vec::new();
+    for x in &o {
+        feed(
+            &net,
+            me,
+            &mut core,
+            Input::Vote(net.vote(*x, 0, VoteType::Prevote, Some(id(&bad)))),
+        );
+        all.extend(feed(
+            &net,
+            me,
+            &mut core,
+            Input::Vote(net.vote(*x, 0, VoteType::Precommit, Some(id(&bad)))),
+        ));
+    }
+    assert!(core.decision().is_none());
+    assert!(votes_signed(&all).iter().all(|v| v.value.is_none()));
+}
+
+#[test]
+fn equivocation_yields_verifiable_evidence_once() {
+    let net = net(&[10, 10, 10, 10]);
+    let me = net.bystander();
+    let mut core = net.core(me);
+    core.start();
+    let o = others(&net, me);
+    feed(
+        &net,
+        me,
+        &mut core,
+        Input::Vote(net.vote(o[0], 0, VoteType::Prevote, None)),
+    );
+    let outs = feed(
+        &net,
+        me,
+        &mut core,
+        Input::Vote(net.vote(o[0], 0, VoteType::Prevote, Some(id(&val(3))))),
+    );
+    let ev = outs
+        .iter()
+        .find_map(|o| match o {
+            Output::Evidence(e) => Some(e.clone()),
+            _ => None,
+        })
+        .expect("evidence");
+    assert_eq!(ev.offender(), &net.addrs[o[0]]);
+    ev.verify(&SimContext, &net.set).unwrap();
+    let again = feed(
+        &net,
+        me,
+        &mut core,
+        Input::Vote(net.vote(o[0], 0, VoteType::Prevote, Some(id(&val(4))))),
+    );
+    assert!(again.iter().all(|o| !matches!(o, Output::Evidence(_))));
+    // Not evidence: the same vote twice, or two votes by different validators.
+    let mut fake = ev.clone();
+    fake.second = fake.first.clone();
+    assert!(fake.verify(&SimContext, &net.set).is_err());
+    let mut fake = ev.clone();
+    fake.second = net.vote(o[1], 0, VoteType::Prevote, Some(id(&val(3))));
+    assert!(fake.verify(&SimContext, &net.set).is_err());
+    let mut fake = ev;
+    fake.second.signature = fake.first.signature;
+    assert!(fake.verify(&SimContext, &net.set).is_err());
+}
+
+fn certificate(net: &Net, signers: &[usize], v: &SimValue) -> CommitCertificate<SimContext> {
+    CommitCertificate {
+        instance: I,
+        height: 1,
+        round: Round(0),
+        value_id: id(v),
+        signatures: signers
+            .iter()
+            .map(|s| chain::consensus::CommitSignature {
+                validator: net.addrs[*s],
+                signature: net.vote(*s, 0, VoteType::Precommit, Some(id(v))).signature,
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn certificates_reject_tampering() {
+    let net = net(&[10, 10, 10, 10]);
+    let v = val(1);
+    let good = certificate(&net, &[0, 1, 2], &v);
+    assert_eq!(good.verify(&SimContext, I, &net.set).unwrap(), 30);
+    assert!(
+        certificate(&net, &[0, 1], &v)
+            .verify(&SimContext, I, &net.set)
+            .is_err(),
+        "2 of 4"
+    );
+    let mut dup = certificate(&net, &[0, 1], &v);
+    dup.signatures.push(dup.signatures[0].clone());
+    assert!(dup.verify(&SimContext, I, &net.set).is_err());
+    let mut other = good.clone();
+    other.value_id = id(&val(2));
+    assert!(other.verify(&SimContext, I, &net.set).is_err());
+    let mut round = good.clone();
+    round.round = Round(1);
+    assert!(round.verify(&SimContext, I, &net.set).is_err());
+    assert_eq!(
+        good.verify(&SimContext, InstanceId(8), &net.set)
+            .unwrap_err(),
+        ConsensusError::WrongInstance
+    );
+    let mut swapped = good.clone();
+    swapped.signatures[0].signature = swapped.signatures[1].signature;
+    assert!(swapped.verify(&SimContext, I, &net.set).is_err());
+    let stranger = net_of_strangers();
+    assert!(good.verify(&SimContext, I, &stranger).is_err());
+}
+
+fn net_of_strangers() -> ValidatorSet<SimContext> {
+    let mut b = [7u8; 32];
+    b[0] = 2;
+    let pk = PublicKey::from_secret_key(SECP256K1, &SecretKey::from_slice(&b).unwrap());
+    ValidatorSet::new(vec![Validator {
+        address: ValidatorAddress::from_public_key(&pk),
+        public_key: pk,
+        voting_power: 1,
+    }])
+    .unwrap()
+}
+
+#[test]
+fn synced_commit_decides_and_tampered_commit_is_refused() {
+    let net = net(&[10, 10, 10, 10]);
+    let v = val(1);
+    let mut core = net.core(3);
+    core.start();
+    let bad = certificate(&net, &[0, 1], &v);
+    assert!(core
+        .handle(Input::Commit {
+            value: v.clone(),
+            certificate: bad
+        })
+        .is_err());
+    let good = certificate(&net, &[0, 1, 2], &v);
+    assert!(core
+        .handle(Input::Commit {
+            value: val(2),
+            certificate: good.clone()
+        })
+        .is_err());
+    let outs = core
+        .handle(Input::Commit {
+            value: v.clone(),
+            certificate: good.clone(),
+        })
+        .unwrap();
+    assert!(matches!(&outs[..], [Output::Decide(d)] if d.value == v));
+    assert_eq!(
+        core.handle(Input::Commit {
+            value: v,
+            certificate: good
+        })
+        .unwrap_err(),
+        ConsensusError::AlreadyDecided
+    );
+}
+
+#[test]
+fn next_height_messages_are_buffered_and_replayed() {
+    let net = net(&[10, 10, 10, 10]);
+    let me = net.bystander();
+    let mut core = net.core(me);
+    core.start();
+    let o = others(&net, me);
+    for x in &o {
+        core.handle(Input::Vote(net.vote_at(
+            *x,
+            2,
+            0,
+            VoteType::Precommit,
+            None,
+        )))
+        .unwrap();
+    }
+    let mut next = net.set.clone();
+    next.advance();
+    let outs = core.start_height(2, next);
+    assert_eq!(core.height(), 2);
+    assert!(
+        outs.iter().any(|o| matches!(o, Output::ScheduleTimeout { timeout, .. } if timeout.kind == TimeoutKind::Precommit)),
+        "three buffered precommits form a quorum at height 2"
+    );
+}
+
+#[test]
+fn own_messages_are_available_for_regossip() {
+    let net = net(&[10, 10, 10, 10]);
+    let me = net.bystander();
+    let mut core = net.core(me);
+    core.start();
+    feed(&net, me, &mut core, timeout(0, TimeoutKind::Propose));
+    let (p, votes) = core.gossip_messages();
+    assert!(p.is_none());
+    assert_eq!(votes.len(), 1);
+    assert_eq!(votes[0].vote.validator, net.addrs[me]);
+}

@@ -1,0 +1,312 @@
+//! The simulation harness and the wire decoder it exercises.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use chain::consensus::secp::{self, ValidatorAddress};
+use chain::consensus::{
+    CommitCertificate, CommitSignature, Context, InstanceId, Proposal, Round, SignedProposal,
+    SignedVote, Vote, VoteType,
+};
+use chain::sim::context::{SimContext, SimValue};
+use chain::sim::wire::{decode, encode, Message};
+use chain::sim::{
+    run, run_seed, run_seeds, Behaviour, CrashEvent, PartitionEvent, SimConfig, SimFailure,
+};
+use proptest::prelude::*;
+use secp256k1::{PublicKey, SecretKey, SECP256K1};
+
+fn key() -> (SecretKey, PublicKey, ValidatorAddress) {
+    let sk = SecretKey::from_slice(&[3u8; 32]).unwrap();
+    let pk = PublicKey::from_secret_key(SECP256K1, &sk);
+    (sk, pk, ValidatorAddress::from_public_key(&pk))
+}
+
+fn samples() -> Vec<Message> {
+    let (sk, _, addr) = key();
+    let value = SimValue::new(4, 1, 2, b"payload");
+    let vote = Vote {
+        instance: InstanceId(1),
+        height: 4,
+        round: Round(2),
+        vote_type: VoteType::Precommit,
+        value: Some(SimContext.value_id(&value)),
+        validator: addr,
+    };
+    let sv = SignedVote {
+        signature: secp::sign(&sk, &SimContext.vote_sign_bytes(&vote)),
+        vote,
+    };
+    let proposal = Proposal {
+        instance: InstanceId(1),
+        height: 4,
+        round: Round(2),
+        value: value.clone(),
+        pol_round: Some(Round(1)),
+        proposer: addr,
+    };
+    let sp = SignedProposal {
+        signature: secp::sign(&sk, &SimContext.proposal_sign_bytes(&proposal)),
+        proposal,
+    };
+    let certificate = CommitCertificate {
+        instance: InstanceId(1),
+        height: 4,
+        round: Round(2),
+        value_id: SimContext.value_id(&value),
+        signatures: vec![CommitSignature {
+            validator: addr,
+            signature: sv.signature,
+        }],
+    };
+    vec![
+        Message::Vote(sv),
+        Message::Proposal(sp),
+        Message::Status { height: 9 },
+        Message::Decided { value, certificate },
+    ]
+}
+
+/// Whether a decoded message still carries a valid signature by the sample key.
+fn authentic(m: &Message) -> bool {
+    let (_, pk, addr) = key();
+    match m {
+        Message::Vote(sv) => {
+            sv.vote.validator == addr
+                && SimContext.verify(&pk, &SimContext.vote_sign_bytes(&sv.vote), &sv.signature)
+        }
+        Message::Proposal(sp) => {
+            sp.proposal.proposer == addr
+                && SimContext.verify(
+                    &pk,
+                    &SimContext.proposal_sign_bytes(&sp.proposal),
+                    &sp.signature,
+                )
+        }
+        Message::Decided { value, certificate } => {
+            SimContext.value_id(value) == certificate.value_id
+                && certificate.signatures.iter().all(|s| {
+                    SimContext.verify(
+                        &pk,
+                        &SimContext.vote_sign_bytes(&certificate.vote_of(&s.validator)),
+                        &s.signature,
+                    )
+                })
+        }
+        Message::Status { .. } => false,
+    }
+}
+
+#[test]
+fn wire_round_trips() {
+    for m in samples() {
+        assert_eq!(decode(&encode(&m)).unwrap(), m);
+    }
+}
+
+#[test]
+fn every_bit_flip_is_rejected_or_unauthentic() {
+    for m in samples() {
+        let bytes = encode(&m);
+        for pos in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut b = bytes.clone();
+                b[pos] ^= 1 << bit;
+                if let Ok(d) = decode(&b) {
+                    assert_ne!(d, m);
+                    assert!(
+                        !authentic(&d) || matches!(m, Message::Status { .. }),
+                        "flip {pos}/{bit} of {m:?} still authentic"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn truncations_and_trailing_bytes_are_rejected() {
+    for m in samples() {
+        let bytes = encode(&m);
+        for cut in 0..bytes.len() {
+            assert!(decode(&bytes[..cut]).is_err(), "prefix {cut} of {m:?}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(decode(&longer).is_err());
+    }
+}
+
+proptest! {
+    #[test]
+    fn random_bytes_never_panic_the_decoder(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+        if let Ok(m) = decode(&bytes) {
+            // Whatever decodes re-encodes to exactly the input (the encoding is canonical).
+            prop_assert_eq!(encode(&m), bytes);
+        }
+    }
+}
+
+#[test]
+fn fault_free_network_decides_every_height() {
+    let r = run(&SimConfig::fault_free(4), 1).unwrap();
+    assert!(r.honest_height >= 5);
+    assert_eq!((r.dropped, r.evidence, r.guard_refusals), (0, 0, 0));
+    assert!(r.decisions >= 4 * 5);
+}
+
+#[test]
+fn same_seed_same_run_different_seed_different_run() {
+    let a = run_seed(11).unwrap();
+    let b = run_seed(11).unwrap();
+    assert_eq!(a, b);
+    let c = run_seed(12).unwrap();
+    assert_ne!(a.trace, c.trace);
+}
+
+fn sweep(range: std::ops::Range<u64>) {
+    if let Err(f) = run_seeds(range) {
+        panic!("{f} — replay with chain::sim::run_seed({})", f.seed);
+    }
+}
+
+#[test]
+fn seeds_000_to_059() {
+    sweep(0..60);
+}
+
+#[test]
+fn seeds_060_to_119() {
+    sweep(60..120);
+}
+
+#[test]
+fn seeds_120_to_179() {
+    sweep(120..180);
+}
+
+#[test]
+fn seeds_180_to_239() {
+    sweep(180..240);
+}
+
+fn with(n: usize, byz: &[(usize, Behaviour)]) -> SimConfig {
+    let mut c = SimConfig::fault_free(n);
+    c.liveness_heights = 3;
+    for (i, b) in byz {
+        c.behaviours[*i] = *b;
+    }
+    c
+}
+
+#[test]
+fn equivocators_are_caught_and_cannot_split_the_network() {
+    let mut evidence = 0;
+    for seed in 0..10 {
+        let r = run(&with(4, &[(2, Behaviour::Equivocate)]), seed).unwrap();
+        evidence += r.evidence;
+    }
+    assert!(
+        evidence > 0,
+        "conflicting votes sent to one peer must produce evidence"
+    );
+}
+
+#[test]
+fn garbage_is_rejected_and_never_authentic() {
+    let r = run(&with(4, &[(1, Behaviour::Garbage)]), 3).unwrap();
+    assert!(r.garbage_sent > 0);
+    assert!(r.garbage_rejected > 0);
+}
+
+#[test]
+fn withheld_votes_and_invalid_proposals_do_not_stop_progress() {
+    let mut c = with(7, &[(0, Behaviour::Withhold), (5, Behaviour::BadProposals)]);
+    c.liveness_heights = 8;
+    let r = run(&c, 5).unwrap();
+    assert!(r.honest_height >= 8);
+}
+
+#[test]
+fn a_third_of_byzantine_power_is_refused_as_a_scenario() {
+    let c = with(3, &[(0, Behaviour::Equivocate)]);
+    assert_eq!(
+        run(&c, 0).unwrap_err(),
+        SimFailure::Config("byzantine power must be below one third")
+    );
+}
+
+#[test]
+fn partition_without_quorum_stalls_then_heals() {
+    let mut c = SimConfig::fault_free(4);
+    c.gst_ms = 3_000;
+    c.partitions = vec![PartitionEvent {
+        at_ms: 0,
+        heal_ms: 3_000,
+        groups: vec![0, 0, 1, 1],
+    }];
+    c.liveness_heights = 3;
+    let r = run(&c, 2).unwrap();
+    assert_eq!(
+        r.honest_height, 3,
+        "nothing decided during the 2/2 split; 3 heights after heal"
+    );
+}
+
+/// Nodes that crash and come straight back mid-height, having lost everything but their
+/// decided chain and (optionally) the signing guard.
+fn amnesia(seed: u64, guard: bool) -> SimConfig {
+    let mut c = SimConfig::fault_free(4);
+    c.gst_ms = 6_000;
+    c.net.loss_ppm = 50_000;
+    c.replay_wal = false;
+    c.signing_guard = guard;
+    c.crashes = (0..8)
+        .map(|k| CrashEvent {
+            node: ((seed + k) % 4) as usize,
+            at_ms: 200 + k * 650 + seed * 37 % 300,
+            restart_ms: 201 + k * 650 + seed * 37 % 300 + seed % 7,
+        })
+        .collect();
+    c
+}
+
+#[test]
+fn restarted_validators_without_their_wal_never_double_sign() {
+    let mut refusals = 0;
+    let mut restarts = 0;
+    for seed in 0..12 {
+        let r = run(&amnesia(seed, true), seed).unwrap();
+        refusals += r.guard_refusals;
+        restarts += r.restarts;
+    }
+    assert_eq!(restarts, 96);
+    assert!(
+        refusals > 0,
+        "amnesic restarts must have been stopped by the signing guard"
+    );
+}
+
+#[test]
+fn without_the_signing_guard_amnesia_is_caught_as_double_signing() {
+    let caught = (0..12).any(|seed| {
+        matches!(
+            run(&amnesia(seed, false), seed),
+            Err(SimFailure::DoubleSign { .. })
+        )
+    });
+    assert!(
+        caught,
+        "the double-sign invariant must fire when the guard is off"
+    );
+}
+
+#[test]
+fn liveness_check_fails_when_the_bound_is_too_short() {
+    let mut c = SimConfig::fault_free(4);
+    c.liveness_bound_ms = 1;
+    assert!(matches!(run(&c, 0), Err(SimFailure::Liveness { .. })));
+}
