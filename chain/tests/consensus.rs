@@ -877,3 +877,151 @@ fn own_messages_are_available_for_regossip() {
     assert_eq!(votes.len(), 1);
     assert_eq!(votes[0].vote.validator, net.addrs[me]);
 }
+
+#[test]
+fn instances_are_isolated_and_signatures_bind_the_instance() {
+    let net = net(&[10, 10, 10, 10]);
+    let me = net.bystander();
+    let mut main = net.core(me);
+    let mut shard = Consensus::new(
+        SimContext,
+        Params::new(InstanceId(8)),
+        Some(net.addrs[me]),
+        1,
+        net.set.clone(),
+    );
+    main.start();
+    shard.start();
+    let o = others(&net, me);
+    let v = net.vote(o[0], 0, VoteType::Prevote, None);
+    assert_eq!(
+        shard.handle(Input::Vote(v.clone())).unwrap_err(),
+        ConsensusError::WrongInstance
+    );
+    let mut replayed = v.clone();
+    replayed.vote.instance = InstanceId(8);
+    assert_eq!(
+        shard.handle(Input::Vote(replayed)).unwrap_err(),
+        ConsensusError::InvalidSignature
+    );
+    main.handle(Input::Vote(v)).unwrap();
+}
+
+mod model {
+    //! Random input sequences against one validator's core: whatever arrives, its own
+    //! signatures move strictly forward, its precommits and decisions are backed by quorums it
+    //! actually received, and its lock only moves forward.
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    #[derive(Debug, Clone)]
+    enum Action {
+        Vote {
+            from: usize,
+            round: u32,
+            precommit: bool,
+            value: u8,
+        },
+        Proposal {
+            round: u32,
+            value: u8,
+            pol: Option<u32>,
+        },
+        Timeout {
+            round: u32,
+            kind: u8,
+        },
+    }
+
+    fn action() -> impl Strategy<Value = Action> {
+        prop_oneof![
+            4 => (1usize..4, 0u32..4, any::<bool>(), 0u8..3).prop_map(|(from, round, precommit, value)| Action::Vote { from, round, precommit, value }),
+            2 => (0u32..4, 1u8..3, any::<bool>()).prop_map(|(round, value, p)| Action::Proposal {
+                round,
+                value,
+                pol: if p && round > 0 { Some(round - 1) } else { None },
+            }),
+            2 => (0u32..4, 0u8..3).prop_map(|(round, kind)| Action::Timeout { round, kind }),
+        ]
+    }
+
+    fn value_of(k: u8) -> Option<ValueId> {
+        (k > 0).then(|| id(&val(k)))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        #[test]
+        fn own_votes_are_monotonic_and_backed_by_quorums(actions in prop::collection::vec(action(), 1..80)) {
+            let net = net(&[10, 10, 10, 10]);
+            let me = 0;
+            let mut core = net.core(me);
+            // Inputs as received: (round, type) -> value -> voters.
+            let mut received: BTreeMap<(u32, bool), BTreeMap<Option<ValueId>, BTreeSet<usize>>> = BTreeMap::new();
+            let mut signed: Vec<(u32, bool)> = Vec::new();
+            let mut last_lock = None;
+            let mut outs = core.start();
+            let mut pending: Vec<Input<SimContext>> = Vec::new();
+            let mut actions = actions.into_iter();
+            loop {
+                for o in std::mem::take(&mut outs) {
+                    match o {
+                        Output::SignVote(v) => {
+                            prop_assert!(core.decision().is_none());
+                            let pos = (v.round.0, v.vote_type == VoteType::Precommit);
+                            prop_assert!(signed.last().is_none_or(|l| *l < pos), "own votes move strictly forward: {:?} then {:?}", signed, pos);
+                            signed.push(pos);
+                            if let (VoteType::Precommit, Some(x)) = (v.vote_type, v.value) {
+                                let n = received.get(&(v.round.0, false)).and_then(|m| m.get(&Some(x))).map_or(0, |s| s.len());
+                                prop_assert!(n >= 3, "precommit for a value needs +2/3 prevotes received");
+                            }
+                            received.entry(pos).or_default().entry(v.value).or_default().insert(me);
+                            let signature = secp::sign(&net.keys[me], &SimContext.vote_sign_bytes(&v));
+                            pending.push(Input::Vote(SignedVote { vote: v, signature }));
+                        }
+                        Output::SignProposal(p) => {
+                            let signature = secp::sign(&net.keys[me], &SimContext.proposal_sign_bytes(&p));
+                            pending.push(Input::Proposal(SignedProposal { proposal: p, signature }));
+                        }
+                        Output::GetValue { height, round, .. } => pending.push(Input::ProposeValue { height, round, value: val(1) }),
+                        Output::ValidateValue { height, value, .. } => pending.push(Input::ValueValidated { height, value_id: id(&value), valid: value.is_valid_for(height) }),
+                        Output::Decide(d) => {
+                            let c = &d.certificate;
+                            prop_assert!(c.verify(&SimContext, I, &net.set).is_ok());
+                            let n = received.get(&(c.round.0, true)).and_then(|m| m.get(&Some(c.value_id))).map_or(0, |s| s.len());
+                            prop_assert!(n >= 3);
+                        }
+                        _ => {}
+                    }
+                }
+                let lock = core.locked_round();
+                prop_assert!(lock >= last_lock, "lock never moves back");
+                last_lock = lock;
+                if let Some(input) = pending.pop() {
+                    outs = core.handle(input).unwrap();
+                    continue;
+                }
+                let Some(a) = actions.next() else { break };
+                let input = match a {
+                    Action::Vote { from, round, precommit, value } => {
+                        let t = if precommit { VoteType::Precommit } else { VoteType::Prevote };
+                        received.entry((round, precommit)).or_default().entry(value_of(value)).or_default().insert(from);
+                        Input::Vote(net.vote(from, round, t, value_of(value)))
+                    }
+                    Action::Proposal { round, value, pol } => {
+                        if net.proposer(round) == me { continue; }
+                        Input::Proposal(net.proposal(round, &val(value), pol))
+                    }
+                    Action::Timeout { round, kind } => timeout(round, match kind {
+                        0 => TimeoutKind::Propose,
+                        1 => TimeoutKind::Prevote,
+                        _ => TimeoutKind::Precommit,
+                    }),
+                };
+                // Refusals (conflicting proposals, equivocations' duplicates) are fine; panics are not.
+                outs = core.handle(input).unwrap_or_default();
+            }
+        }
+    }
+}

@@ -369,8 +369,12 @@ pub struct SimReport {
     pub honest_height: u64,
     /// Decisions made (all nodes).
     pub decisions: u64,
-    /// Messages sent (including re-gossip and garbage).
+    /// Messages sent (including re-gossip, status, sync and garbage).
     pub messages: u64,
+    /// First transmissions of signed proposals and votes (the protocol's own traffic).
+    pub consensus_messages: u64,
+    /// Decided-value sync messages sent to lagging peers.
+    pub sync_messages: u64,
     /// Bytes sent.
     pub bytes: u64,
     /// Messages lost to loss or partitions.
@@ -387,6 +391,8 @@ pub struct SimReport {
     pub guard_refusals: u64,
     /// Simulated milliseconds until honest nodes reached the liveness target.
     pub sim_time_ms: u64,
+    /// Simulated milliseconds from stabilisation until the liveness target was reached.
+    pub liveness_ms: u64,
     /// Digest of every decision (time, node, height, value): equal for equal seeds.
     pub trace: [u8; 32],
 }
@@ -418,6 +424,8 @@ pub struct SweepSummary {
     pub restarts: u64,
     /// Longest simulated run (ms).
     pub max_sim_time_ms: u64,
+    /// Longest time from stabilisation to the liveness target (ms).
+    pub max_liveness_ms: u64,
 }
 
 /// Runs the scenario of `seed` ([`SimConfig::from_seed`]).
@@ -433,6 +441,17 @@ pub fn run_seed(seed: u64) -> Result<SimReport, SimFailure> {
 /// # Errors
 /// The first failing seed and what broke.
 pub fn run_seeds(seeds: impl IntoIterator<Item = u64>) -> Result<SweepSummary, SeedFailure> {
+    run_seeds_with(seeds, |_| {})
+}
+
+/// [`run_seeds`], calling `on_run` after each successful seed (for progress display).
+///
+/// # Errors
+/// The first failing seed and what broke.
+pub fn run_seeds_with(
+    seeds: impl IntoIterator<Item = u64>,
+    mut on_run: impl FnMut(&SimReport),
+) -> Result<SweepSummary, SeedFailure> {
     let mut s = SweepSummary::default();
     for seed in seeds {
         let r = run_seed(seed).map_err(|failure| SeedFailure { seed, failure })?;
@@ -443,6 +462,8 @@ pub fn run_seeds(seeds: impl IntoIterator<Item = u64>) -> Result<SweepSummary, S
         s.garbage_rejected += r.garbage_rejected;
         s.restarts += r.restarts;
         s.max_sim_time_ms = s.max_sim_time_ms.max(r.sim_time_ms);
+        s.max_liveness_ms = s.max_liveness_ms.max(r.liveness_ms);
+        on_run(&r);
     }
     Ok(s)
 }
@@ -529,6 +550,8 @@ struct Node {
 #[derive(Default)]
 struct Stats {
     decisions: u64,
+    consensus_messages: u64,
+    sync_messages: u64,
     messages: u64,
     bytes: u64,
     dropped: u64,
@@ -765,6 +788,8 @@ impl<'a> Sim<'a> {
             honest_height: lowest,
             decisions: self.stats.decisions,
             messages: self.stats.messages,
+            consensus_messages: self.stats.consensus_messages,
+            sync_messages: self.stats.sync_messages,
             bytes: self.stats.bytes,
             dropped: self.stats.dropped,
             garbage_sent: self.stats.garbage_sent,
@@ -773,6 +798,7 @@ impl<'a> Sim<'a> {
             restarts: self.stats.restarts,
             guard_refusals: self.stats.guard_refusals,
             sim_time_ms: self.now / 1000,
+            liveness_ms: self.now.saturating_sub(micros(self.cfg.gst_ms)) / 1000,
             trace: self.trace.clone().finalize().into(),
         })
     }
@@ -919,8 +945,18 @@ impl<'a> Sim<'a> {
                     value,
                 }]
             }
-            Output::SignProposal(p) => self.sign_proposal(i, p),
-            Output::SignVote(v) => self.sign_vote(i, v),
+            Output::SignProposal(p) => {
+                let before = self.stats.messages;
+                let r = self.sign_proposal(i, p);
+                self.stats.consensus_messages += self.stats.messages - before;
+                r
+            }
+            Output::SignVote(v) => {
+                let before = self.stats.messages;
+                let r = self.sign_vote(i, v);
+                self.stats.consensus_messages += self.stats.messages - before;
+                r
+            }
             Output::ScheduleTimeout { timeout, after } => {
                 let at = self
                     .now
@@ -1354,6 +1390,7 @@ impl<'a> Sim<'a> {
             }
         }
         self.nodes[me].sync_sent.insert(peer, (height, self.now));
+        self.stats.sync_messages += 1;
         let bytes = encode(&Message::Decided {
             value: d.value,
             certificate: d.certificate,

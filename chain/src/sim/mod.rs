@@ -18,6 +18,6 @@ mod harness;
 pub mod wire;
 
 pub use harness::{
-    run, run_seed, run_seeds, Behaviour, CrashEvent, NetConfig, PartitionEvent, SeedFailure,
-    SimConfig, SimFailure, SimReport, SweepSummary,
+    run, run_seed, run_seeds, run_seeds_with, Behaviour, CrashEvent, NetConfig, PartitionEvent,
+    SeedFailure, SimConfig, SimFailure, SimReport, SweepSummary,
 };
