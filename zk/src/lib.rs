@@ -11,6 +11,7 @@
 
 pub mod dhash;
 mod error;
+pub mod gadget;
 pub mod poseidon;
 
 /// The BLS12-381 scalar field element type all hashes and public inputs use.

@@ -82,7 +82,12 @@ impl Grain {
 
     /// One LFSR step; the state is a ring buffer whose oldest bit sits at `pos`.
     fn clock(&mut self) -> bool {
-        let at = |k: usize| self.bits.get(self.pos.wrapping_add(k) % 80).copied().unwrap_or(false);
+        let at = |k: usize| {
+            self.bits
+                .get(self.pos.wrapping_add(k) % 80)
+                .copied()
+                .unwrap_or(false)
+        };
         let new = at(62) ^ at(51) ^ at(38) ^ at(23) ^ at(13) ^ at(0);
         if let Some(slot) = self.bits.get_mut(self.pos) {
             *slot = new;
