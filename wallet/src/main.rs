@@ -1,0 +1,438 @@
+//! `wallet`: the CarChain owner's command-line wallet.
+
+use std::io::{BufRead, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{anyhow, bail, Context};
+use clap::{Parser, Subcommand};
+use serde_json::json;
+use wallet::keys::Chain;
+use wallet::pool::AddressPool;
+use wallet::{
+    user_seed, HdKeys, KdfParams, MnemonicPhrase, ReaderKey, RecordDate, Vid, WalletDir,
+    WalletError, WalletNetwork, WalletSecrets,
+};
+use zeroize::Zeroizing;
+
+const PASSWORD_ENV: &str = "CARCHAIN_WALLET_PASSWORD";
+const BIP39_PASSPHRASE_ENV: &str = "CARCHAIN_WALLET_BIP39_PASSPHRASE";
+
+/// CarChain owner wallet: HD keys and Bitcoin addresses (BIP39/BIP32/BIP84), per-device
+/// address pools, the RSA reader key, and sealing/opening of records.
+///
+/// Secrets live in an encrypted keystore (scrypt + ChaCha20-Poly1305, mode 0600) in the data
+/// directory. The keystore password is read from --password-file if given, else from the
+/// CARCHAIN_WALLET_PASSWORD environment variable, else prompted for when stdin is a terminal.
+#[derive(Debug, Parser)]
+#[command(name = "wallet", version, propagate_version = true)]
+struct Cli {
+    /// Directory holding keystore.json and devices.json [default: ~/.carchain/wallet].
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+
+    /// Print machine-readable JSON (one object) instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+
+    /// Bitcoin network: chosen at `init` (default bitcoin); later commands check it matches.
+    #[arg(long, global = true, value_enum)]
+    network: Option<WalletNetwork>,
+
+    /// Read the keystore password from this file (first line); overrides CARCHAIN_WALLET_PASSWORD.
+    #[arg(long, global = true, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a wallet: a new 24-word mnemonic (printed once) and a 3072-bit RSA reader key.
+    ///
+    /// With --recover, the mnemonic is read from stdin instead (any whitespace between
+    /// words). An optional BIP39 passphrase is taken from CARCHAIN_WALLET_BIP39_PASSPHRASE.
+    /// Refuses to overwrite an existing wallet.
+    Init {
+        /// Restore from an existing mnemonic read from stdin.
+        #[arg(long)]
+        recover: bool,
+    },
+    /// Show receiving addresses (m/84'/coin'/0'/0/i), the account zpub and the RSA public key.
+    Show {
+        /// How many receiving addresses to list.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        count: u32,
+    },
+    /// Manage the device list and each device's address pool.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+    /// Print the pool address that holds a device's records of a given day.
+    Address {
+        /// Device identifier (e.g. a VIN).
+        vid: String,
+        /// The day, as YYYYMMDD.
+        #[arg(long)]
+        date: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DeviceCommand {
+    /// Add a device with a pool of N addresses (the brief's setDup).
+    ///
+    /// The pool is m/84'/coin'/account'/0/0..N where the hardened account is derived from the
+    /// wallet seed and the VID, so it can be recovered from the mnemonic alone.
+    Add {
+        /// Device identifier (1-64 printable ASCII characters, e.g. a VIN).
+        vid: String,
+        /// Number of addresses in the pool (1-10000).
+        #[arg(long, default_value_t = 16)]
+        pool_size: u32,
+    },
+    /// List the devices and their pools.
+    List,
+    /// Print what a device needs to report data: its pool, user seed and the RSA public key.
+    ///
+    /// The output contains the device's user seed, a secret shared only with that device.
+    Export {
+        /// Device identifier.
+        vid: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json_mode = cli.json;
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let msg = format!("{e:#}");
+            if json_mode {
+                eprintln!("{}", json!({ "error": msg }));
+            } else {
+                eprintln!("error: {msg}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let dir = WalletDir::new(data_dir(cli.data_dir.as_deref())?);
+    match &cli.command {
+        Command::Init { recover } => init(&cli, &dir, *recover),
+        Command::Show { count } => show(&cli, &dir, *count),
+        Command::Device(DeviceCommand::Add { vid, pool_size }) => {
+            device_add(&cli, &dir, vid, *pool_size)
+        }
+        Command::Device(DeviceCommand::List) => device_list(&cli, &dir),
+        Command::Device(DeviceCommand::Export { vid }) => device_export(&cli, &dir, vid),
+        Command::Address { vid, date } => address(&cli, &dir, vid, date),
+    }
+}
+
+fn data_dir(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = flag {
+        return Ok(p.to_path_buf());
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| anyhow!("HOME is not set; pass --data-dir"))?;
+    Ok(PathBuf::from(home).join(".carchain").join("wallet"))
+}
+
+/// Reads the keystore password: --password-file, then the env var, then a terminal prompt.
+fn password(cli: &Cli, prompt: &str) -> anyhow::Result<Zeroizing<String>> {
+    if let Some(path) = &cli.password_file {
+        let raw = Zeroizing::new(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading password file {}", path.display()))?,
+        );
+        let first = raw.lines().next().unwrap_or("");
+        return non_empty(Zeroizing::new(first.to_owned()));
+    }
+    if let Some(v) = std::env::var_os(PASSWORD_ENV) {
+        let s = v
+            .into_string()
+            .map_err(|_| anyhow!("{PASSWORD_ENV} is not valid utf-8"))?;
+        return non_empty(Zeroizing::new(s));
+    }
+    if std::io::stdin().is_terminal() {
+        eprint!("{prompt}: ");
+        std::io::stderr().flush().ok();
+        let mut line = Zeroizing::new(String::new());
+        std::io::stdin().lock().read_line(&mut line)?;
+        let trimmed = Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_owned());
+        return non_empty(trimmed);
+    }
+    bail!("no password given: set {PASSWORD_ENV}, pass --password-file, or run in a terminal")
+}
+
+fn non_empty(p: Zeroizing<String>) -> anyhow::Result<Zeroizing<String>> {
+    if p.is_empty() {
+        bail!("the password must not be empty");
+    }
+    Ok(p)
+}
+
+/// Unlocks the keystore and checks --network against it.
+fn unlock(cli: &Cli, dir: &WalletDir) -> anyhow::Result<WalletSecrets> {
+    let ks = dir.keystore()?;
+    if let Some(n) = cli.network {
+        if n != ks.network() {
+            return Err(WalletError::NetworkMismatch {
+                wallet: ks.network().to_string(),
+                requested: n.to_string(),
+            }
+            .into());
+        }
+    }
+    let pw = password(cli, "keystore password")?;
+    Ok(ks.open(pw.as_bytes())?)
+}
+
+fn emit(cli: &Cli, value: serde_json::Value, text: impl FnOnce() -> String) {
+    if cli.json {
+        println!("{value}");
+    } else {
+        print!("{}", text());
+    }
+}
+
+fn init(cli: &Cli, dir: &WalletDir, recover: bool) -> anyhow::Result<()> {
+    if dir.is_initialized() {
+        return Err(WalletError::AlreadyInitialized(dir.keystore_path()).into());
+    }
+    let network = cli.network.unwrap_or(WalletNetwork::Bitcoin);
+    let mnemonic = if recover {
+        read_mnemonic()?
+    } else {
+        MnemonicPhrase::generate()?
+    };
+    let passphrase = match std::env::var_os(BIP39_PASSPHRASE_ENV) {
+        Some(v) => Zeroizing::new(
+            v.into_string()
+                .map_err(|_| anyhow!("{BIP39_PASSPHRASE_ENV} is not valid utf-8"))?,
+        ),
+        None => Zeroizing::new(String::new()),
+    };
+    let pw = password(cli, "new keystore password")?;
+    let reader = ReaderKey::generate()?;
+    let secrets = WalletSecrets::new(mnemonic, &passphrase, reader, network);
+    let keys = secrets.hd_keys()?;
+    let first = keys.receiving_address(0)?.to_string();
+    let zpub = keys.account_zpub(0)?;
+    dir.create(&secrets, pw.as_bytes(), KdfParams::default())?;
+
+    let mut value = json!({
+        "data_dir": dir.root().display().to_string(),
+        "network": network.as_str(),
+        "recovered": recover,
+        "bip39_passphrase": !passphrase.is_empty(),
+        "first_address": first,
+        "account_zpub": zpub,
+        "rsa_bits": secrets.reader().bits(),
+    });
+    if !recover {
+        if let Some(obj) = value.as_object_mut() {
+            obj.insert("mnemonic".into(), secrets.mnemonic().as_str().into());
+        }
+    }
+    emit(cli, value, || {
+        let mut s = format!(
+            "Wallet created in {} (network {network}).\n",
+            dir.root().display()
+        );
+        if !recover {
+            s.push_str(
+                "\nWrite down these 24 words and keep them offline. They are shown only once\n\
+                 and are the only way to recover the wallet and every device pool:\n\n",
+            );
+            s.push_str(&format!("    {}\n\n", secrets.mnemonic().as_str()));
+        } else {
+            s.push_str("Recovered from the mnemonic.\n");
+        }
+        s.push_str(&format!("First receiving address: {first}\n"));
+        s.push_str(&format!("Account public key:      {zpub}\n"));
+        s
+    });
+    Ok(())
+}
+
+/// Reads a mnemonic from stdin (prompting if it is a terminal).
+fn read_mnemonic() -> anyhow::Result<MnemonicPhrase> {
+    let stdin = std::io::stdin();
+    let mut text = Zeroizing::new(String::new());
+    if stdin.is_terminal() {
+        eprint!("mnemonic: ");
+        std::io::stderr().flush().ok();
+        stdin.lock().read_line(&mut text)?;
+    } else {
+        // A mnemonic is at most 24 words of at most 8 letters; cap the read well above that.
+        stdin.lock().take(8 * 1024).read_to_string(&mut text)?;
+    }
+    Ok(MnemonicPhrase::parse(&text)?)
+}
+
+fn show(cli: &Cli, dir: &WalletDir, count: u32) -> anyhow::Result<()> {
+    let secrets = unlock(cli, dir)?;
+    let keys = secrets.hd_keys()?;
+    let network = keys.network();
+    let addrs = (0..count)
+        .map(|i| {
+            Ok((
+                format!("m/84'/{}'/0'/0/{i}", network.coin_type()),
+                keys.address(0, Chain::Receive, i)?.to_string(),
+            ))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let zpub = keys.account_zpub(0)?;
+    let pem = secrets.reader().public_pem()?;
+    let value = json!({
+        "network": network.as_str(),
+        "account_zpub": zpub,
+        "addresses": addrs.iter().enumerate().map(|(i, (p, a))| json!({"index": i, "path": p, "address": a})).collect::<Vec<_>>(),
+        "rsa_bits": secrets.reader().bits(),
+        "rsa_public_pem": pem,
+    });
+    emit(cli, value, || {
+        let mut s = format!(
+            "Network:            {network}\nAccount public key: {zpub}\n\nReceiving addresses:\n"
+        );
+        for (p, a) in &addrs {
+            s.push_str(&format!("  {p:<22} {a}\n"));
+        }
+        s.push_str(&format!(
+            "\nRSA reader public key ({} bits):\n{pem}",
+            secrets.reader().bits()
+        ));
+        s
+    });
+    Ok(())
+}
+
+fn device_add(cli: &Cli, dir: &WalletDir, vid: &str, pool_size: u32) -> anyhow::Result<()> {
+    let vid = Vid::new(vid)?;
+    let secrets = unlock(cli, dir)?;
+    let keys = secrets.hd_keys()?;
+    let mut list = dir.devices(keys.network())?;
+    let entry = list.add(&keys, vid, pool_size)?.clone();
+    dir.save_devices(&list)?;
+    let path = pool_path(&keys, entry.account);
+    let value = json!({
+        "vid": entry.vid.as_str(),
+        "account": entry.account,
+        "path": path,
+        "pool_size": entry.addresses.len(),
+        "addresses": entry.addresses,
+    });
+    emit(cli, value, || {
+        let mut s = format!(
+            "Added {} with a pool of {} addresses at {path}:\n",
+            entry.vid,
+            entry.addresses.len()
+        );
+        for (i, a) in entry.addresses.iter().enumerate() {
+            s.push_str(&format!("  {i:>5} {a}\n"));
+        }
+        s
+    });
+    Ok(())
+}
+
+fn pool_path(keys: &HdKeys, account: u32) -> String {
+    format!("m/84'/{}'/{account}'/0/*", keys.network().coin_type())
+}
+
+fn device_list(cli: &Cli, dir: &WalletDir) -> anyhow::Result<()> {
+    let ks = dir.keystore()?;
+    let network = ks.network();
+    if let Some(n) = cli.network {
+        if n != network {
+            return Err(WalletError::NetworkMismatch {
+                wallet: network.to_string(),
+                requested: n.to_string(),
+            }
+            .into());
+        }
+    }
+    let list = dir.devices(network)?;
+    let rows: Vec<_> = list
+        .devices()
+        .iter()
+        .map(|d| {
+            json!({
+                "vid": d.vid.as_str(),
+                "account": d.account,
+                "path": format!("m/84'/{}'/{}'/0/*", network.coin_type(), d.account),
+                "pool_size": d.addresses.len(),
+            })
+        })
+        .collect();
+    let value = json!({ "network": network.as_str(), "devices": rows });
+    emit(cli, value, || {
+        if list.devices().is_empty() {
+            return "No devices yet; add one with `wallet device add VID --pool-size N`.\n".into();
+        }
+        let mut s = format!("{:<24} {:>9}  pool path\n", "vid", "pool size");
+        for d in list.devices() {
+            s.push_str(&format!(
+                "{:<24} {:>9}  m/84'/{}'/{}'/0/*\n",
+                d.vid.as_str(),
+                d.addresses.len(),
+                network.coin_type(),
+                d.account
+            ));
+        }
+        s
+    });
+    Ok(())
+}
+
+fn device_export(cli: &Cli, dir: &WalletDir, vid: &str) -> anyhow::Result<()> {
+    let vid = Vid::new(vid)?;
+    let secrets = unlock(cli, dir)?;
+    let keys = secrets.hd_keys()?;
+    let list = dir.devices(keys.network())?;
+    let entry = list.get(&vid)?;
+    // Re-derive the pool from the keys rather than trusting the file.
+    let size = u32::try_from(entry.addresses.len()).context("pool too large")?;
+    let pool = AddressPool::derive(&keys, &vid, entry.account, size)?;
+    let derived: Vec<String> = pool.addresses.iter().map(ToString::to_string).collect();
+    if derived != entry.addresses {
+        bail!("device list entry for {vid} does not match this wallet's keys");
+    }
+    let seed = user_seed(&keys, &vid)?;
+    let value = json!({
+        "vid": vid.as_str(),
+        "network": keys.network().as_str(),
+        "user_seed": seed.to_hex().as_str(),
+        "rsa_public_pem": secrets.reader().public_pem()?,
+        "addresses": derived,
+    });
+    // The bundle is always JSON: it is meant to be copied to the device.
+    println!("{}", serde_json::to_string_pretty(&value)?);
+    if !cli.json {
+        eprintln!("note: the user_seed above is secret; give it only to device {vid}");
+    }
+    Ok(())
+}
+
+fn address(cli: &Cli, dir: &WalletDir, vid: &str, date: &str) -> anyhow::Result<()> {
+    let vid = Vid::new(vid)?;
+    let date = RecordDate::parse(date)?;
+    let secrets = unlock(cli, dir)?;
+    let keys = secrets.hd_keys()?;
+    let list = dir.devices(keys.network())?;
+    let loc = list.locate(&keys, &vid, date)?;
+    let value = serde_json::to_value(&loc)?;
+    emit(cli, value, || {
+        format!(
+            "{}\n(vid {}, date {}, pool index {}, path {})\n",
+            loc.address, loc.vid, loc.date, loc.index, loc.path
+        )
+    });
+    Ok(())
+}
