@@ -66,14 +66,21 @@ impl KdfParams {
         p: 1,
     };
 
+    /// Largest scrypt memory a keystore may demand (128 · r · N bytes): 1 GiB.
+    pub const MAX_MEMORY: u64 = 1 << 30;
+
     fn validate(self) -> Result<scrypt::Params> {
         // Bounds keep a hostile file from demanding absurd memory or time.
-        if !(10..=22).contains(&self.log_n)
-            || !(1..=32).contains(&self.r)
-            || !(1..=16).contains(&self.p)
-        {
+        let memory = (1u64 << self.log_n.min(63))
+            .checked_mul(u64::from(self.r))
+            .and_then(|m| m.checked_mul(128));
+        let in_range = (10..=24).contains(&self.log_n)
+            && (1..=32).contains(&self.r)
+            && (1..=16).contains(&self.p)
+            && memory.is_some_and(|m| m <= Self::MAX_MEMORY);
+        if !in_range {
             return Err(WalletError::MalformedKeystore(format!(
-                "scrypt parameters out of range (log_n {}, r {}, p {})",
+                "scrypt parameters out of range (log_n {}, r {}, p {}; at most 1 GiB)",
                 self.log_n, self.r, self.p
             )));
         }
@@ -512,6 +519,13 @@ mod tests {
         ));
         let mut v = json.clone();
         v["kdf"]["log_n"] = 40.into();
+        assert!(matches!(
+            Keystore::from_json(&v.to_string()),
+            Err(WalletError::MalformedKeystore(_))
+        ));
+        // 2^21 · 8 · 128 bytes = 2 GiB: over the memory cap.
+        let mut v = json.clone();
+        v["kdf"]["log_n"] = 21.into();
         assert!(matches!(
             Keystore::from_json(&v.to_string()),
             Err(WalletError::MalformedKeystore(_))
