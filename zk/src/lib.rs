@@ -11,8 +11,12 @@
 
 pub mod dhash;
 mod error;
+pub mod fair_exchange;
 pub mod gadget;
 pub mod poseidon;
+pub mod possession;
+pub mod proof;
+pub mod record;
 
 /// The BLS12-381 scalar field element type all hashes and public inputs use.
 pub use bls12_381::Scalar;
