@@ -4,3 +4,7 @@
 //! drive the deterministic cores, writing tidy CSV and plots.
 //!
 //! May depend on: `tokenomics`, and the sans-IO cores of `chain`, `kvs` and `market`.
+//!
+//! Subcommands live in their own modules: [`econ`] is `sim econ`.
+
+pub mod econ;
