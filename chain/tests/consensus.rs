@@ -1025,3 +1025,143 @@ mod model {
         }
     }
 }
+
+mod driver {
+    use super::*;
+    use chain::consensus::{
+        Application, ConsensusMessage, Driver, Effect, MemoryStore, SignStep, Signer,
+    };
+
+    #[derive(Clone, Copy)]
+    struct Key(SecretKey, ValidatorAddress);
+    impl Signer<SimContext> for Key {
+        fn address(&self) -> ValidatorAddress {
+            self.1
+        }
+        fn sign(&self, bytes: &[u8]) -> secp256k1::ecdsa::Signature {
+            secp::sign(&self.0, bytes)
+        }
+    }
+    struct App;
+    impl Application<SimContext> for App {
+        fn propose(&mut self, height: u64, round: Round) -> SimValue {
+            SimValue::new(height, 9, round.0, b"app")
+        }
+        fn validate(&mut self, height: u64, value: &SimValue) -> bool {
+            value.is_valid_for(height)
+        }
+    }
+
+    struct OtherApp;
+    impl Application<SimContext> for OtherApp {
+        fn propose(&mut self, height: u64, round: Round) -> SimValue {
+            SimValue::new(height, 9, round.0, b"different")
+        }
+        fn validate(&mut self, height: u64, value: &SimValue) -> bool {
+            value.is_valid_for(height)
+        }
+    }
+
+    fn broadcasts(e: &[Effect<SimContext>]) -> Vec<ConsensusMessage<SimContext>> {
+        e.iter()
+            .filter_map(|e| match e {
+                Effect::Broadcast(m) => Some(m.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn driver_signs_logs_commits_and_replays_identically() {
+        let net = net(&[10, 10, 10, 10]);
+        let me = net.proposer(0);
+        let key = Key(net.keys[me], net.addrs[me]);
+        let mut store = MemoryStore::<SimContext>::default();
+        let mut d = Driver::new(SimContext, Params::new(I), key, 1, net.set.clone());
+        let first = broadcasts(&d.start(&mut App, &mut store));
+        // Proposal, then our prevote for it.
+        assert!(
+            matches!(&first[..], [ConsensusMessage::Proposal(p), ConsensusMessage::Vote(v)]
+            if p.proposal.value.is_valid_for(1) && v.vote.value == Some(id(&p.proposal.value)))
+        );
+        assert_eq!(store.guard.last().unwrap().step, SignStep::Prevote);
+        assert!(
+            store.wal.is_empty(),
+            "our own messages are not external inputs"
+        );
+        let value = match &first[0] {
+            ConsensusMessage::Proposal(p) => p.proposal.value.clone(),
+            ConsensusMessage::Vote(_) => unreachable!(),
+        };
+        let o = others(&net, me);
+        let mut precommit = Vec::new();
+        for x in &o[..2] {
+            let e = d
+                .handle(
+                    Input::Vote(net.vote(*x, 0, VoteType::Prevote, Some(id(&value)))),
+                    &mut App,
+                    &mut store,
+                )
+                .unwrap();
+            precommit.extend(broadcasts(&e));
+        }
+        assert_eq!(store.wal.len(), 2);
+
+        // Crash: a fresh driver replays the log and re-signs exactly the same messages.
+        let mut again = Driver::new(SimContext, Params::new(I), key, 1, net.set.clone());
+        let mut replayed = broadcasts(&again.start(&mut App, &mut store));
+        for input in std::mem::take(&mut store.wal) {
+            let e = again.handle(input, &mut App, &mut store).unwrap();
+            assert!(e
+                .iter()
+                .all(|e| !matches!(e, Effect::SigningRefused { .. })));
+            replayed.extend(broadcasts(&e));
+        }
+        let mut all = first.clone();
+        all.extend(precommit);
+        assert_eq!(replayed, all);
+
+        for x in &o[..2] {
+            let e = again
+                .handle(
+                    Input::Vote(net.vote(*x, 0, VoteType::Precommit, Some(id(&value)))),
+                    &mut App,
+                    &mut store,
+                )
+                .unwrap();
+            if let Some(Effect::Decided(dec)) = e.iter().find(|e| matches!(e, Effect::Decided(_))) {
+                assert_eq!(dec.value, value);
+            }
+        }
+        assert_eq!(store.decisions.len(), 1);
+        assert!(store.wal.is_empty(), "a commit empties the log");
+
+        // A driver that lost its log but kept the guard can neither propose another value nor
+        // prevote nil where it prevoted the value.
+        let mut amnesic = Driver::new(SimContext, Params::new(I), key, 1, net.set.clone());
+        let mut fresh = MemoryStore::<SimContext> {
+            guard: store.guard.clone(),
+            ..MemoryStore::default()
+        };
+        let e = amnesic.start(&mut OtherApp, &mut fresh);
+        assert!(e.iter().any(|e| matches!(
+            e,
+            Effect::SigningRefused {
+                step: SignStep::Propose,
+                ..
+            }
+        )));
+        assert!(broadcasts(&e).is_empty());
+        let e = amnesic
+            .handle(timeout(0, TimeoutKind::Propose), &mut OtherApp, &mut fresh)
+            .unwrap();
+        assert!(e.iter().any(|e| matches!(
+            e,
+            Effect::SigningRefused {
+                step: SignStep::Prevote,
+                ..
+            }
+        )));
+        assert!(broadcasts(&e).is_empty());
+    }
+}

@@ -302,7 +302,8 @@ impl<C: Context> Consensus<C> {
             }
         }
         if let Some((vr, _, id)) = &self.valid {
-            if proofs.first().is_none_or(|(r, _)| r != vr) {
+            // A proof from the current round travels with the round's own traffic.
+            if *vr < self.round && proofs.first().is_none_or(|(r, _)| r != vr) {
                 proofs.push((*vr, Some(id.clone())));
             }
         }

@@ -9,6 +9,8 @@
 //! Around it: [`VoteKeeper`] (vote aggregation by voting power, equivocation [`Evidence`]),
 //! [`ValidatorSet`] (stake-weighted round-robin proposer), [`CommitCertificate`] (the finality
 //! proof stored with each block) and [`SigningGuard`] (the durable never-sign-twice state).
+//! [`Driver`] wraps the core with signing, the application and the write-ahead log, so a host
+//! (the simulation, the node) only moves [`Effect`]s between network, timers and storage.
 #![deny(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -19,6 +21,7 @@
 
 pub mod cert;
 pub mod context;
+pub mod driver;
 pub mod error;
 pub mod guard;
 pub mod keeper;
@@ -29,6 +32,9 @@ pub mod validators;
 
 pub use cert::{CommitCertificate, CommitSignature};
 pub use context::{ConsensusHeight, Context};
+pub use driver::{
+    Application, ConsensusMessage, ConsensusStore, Driver, Effect, MemoryStore, Signer,
+};
 pub use error::ConsensusError;
 pub use guard::{LastSigned, SignStep, SigningGuard};
 pub use keeper::{AddOutcome, Evidence, VoteKeeper};

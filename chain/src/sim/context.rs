@@ -33,6 +33,16 @@ impl SimValue {
         SimValue(b)
     }
 
+    /// The proposer index encoded in a well-formed value.
+    pub fn proposer(&self) -> Option<u32> {
+        Some(u32::from_be_bytes(self.0.get(12..16)?.try_into().ok()?))
+    }
+
+    /// The round encoded in a well-formed value.
+    pub fn round(&self) -> Option<u32> {
+        Some(u32::from_be_bytes(self.0.get(16..20)?.try_into().ok()?))
+    }
+
     /// The validity predicate: well-formed and built for `height`.
     pub fn is_valid_for(&self, height: u64) -> bool {
         self.0.get(..4) == Some(VALUE_MAGIC.as_slice())

@@ -2,7 +2,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 
 use core::time::Duration;
 
@@ -16,9 +16,9 @@ use super::context::{SimContext, SimValue, ValueId};
 use super::wire::{decode, encode, Message};
 use crate::consensus::secp::{self, tagged_hash, ValidatorAddress};
 use crate::consensus::{
-    Consensus, ConsensusError, Context, Decision, Evidence, Input, InstanceId, Output, Params,
-    Proposal, SignStep, SignedProposal, SignedVote, SigningGuard, Step, Timeout, TimeoutConfig,
-    Validator, ValidatorSet, Vote, VoteType,
+    Application, ConsensusError, ConsensusMessage, ConsensusStore, Context, Decision, Driver,
+    Effect, Evidence, Input, InstanceId, MemoryStore, Params, Round, SignStep, SignedProposal,
+    SignedVote, Signer, Step, Timeout, TimeoutConfig, Validator, ValidatorSet, VoteType,
 };
 
 /// How a simulated validator behaves.
@@ -533,18 +533,112 @@ impl Ord for Scheduled {
     }
 }
 
-struct Node {
+/// The simulated node's key.
+#[derive(Clone, Copy)]
+struct SimSigner {
     secret: SecretKey,
     address: ValidatorAddress,
+}
+
+impl Signer<SimContext> for SimSigner {
+    fn address(&self) -> ValidatorAddress {
+        self.address
+    }
+
+    fn sign(&self, sign_bytes: &[u8]) -> secp256k1::ecdsa::Signature {
+        secp::sign(&self.secret, sign_bytes)
+    }
+}
+
+/// Values are a deterministic function of (seed, proposer, height, round, variant), so a
+/// restarted proposer replaying its log rebuilds the very same proposal, and the checker can
+/// tell whether a decided value was really proposed.
+fn sim_value(seed: u64, proposer: u32, height: u64, round: u32, variant: u8) -> SimValue {
+    let mut seed_bytes = Vec::new();
+    seed_bytes.extend_from_slice(&seed.to_be_bytes());
+    seed_bytes.extend_from_slice(&u64::from(proposer).to_be_bytes());
+    seed_bytes.extend_from_slice(&height.to_be_bytes());
+    seed_bytes.extend_from_slice(&round.to_be_bytes());
+    seed_bytes.push(variant);
+    let payload = tagged_hash(b"carchain/sim/payload", &seed_bytes);
+    let len = usize::from(payload[0] % 32);
+    SimValue::new(height, proposer, round, payload.get(..len).unwrap_or(&[]))
+}
+
+/// The simulated application: proposes [`sim_value`]s (or invalid ones) and validates with
+/// [`SimValue::is_valid_for`].
+#[derive(Clone, Copy)]
+struct SimApp {
+    seed: u64,
+    index: u32,
+    bad: bool,
+}
+
+impl Application<SimContext> for SimApp {
+    fn propose(&mut self, height: u64, round: Round) -> SimValue {
+        if self.bad {
+            SimValue::new(height.wrapping_add(1_000), self.index, round.0, b"invalid")
+        } else {
+            sim_value(self.seed, self.index, height, round.0, 0)
+        }
+    }
+
+    fn validate(&mut self, height: u64, value: &SimValue) -> bool {
+        value.is_valid_for(height)
+    }
+}
+
+/// What survives a crash: decided chain, signing guard and write-ahead log.
+struct SimDisk {
+    store: MemoryStore<SimContext>,
+    guard_enabled: bool,
+}
+
+impl ConsensusStore<SimContext> for SimDisk {
+    fn authorize_signing(
+        &mut self,
+        height: u64,
+        round: Round,
+        step: SignStep,
+        sign_bytes: &[u8],
+    ) -> Result<(), ConsensusError> {
+        if self.guard_enabled {
+            self.store
+                .authorize_signing(height, round, step, sign_bytes)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn append_input(&mut self, input: &Input<SimContext>) {
+        self.store.append_input(input);
+    }
+
+    fn commit(&mut self, decision: &Decision<SimContext>) {
+        self.store.commit(decision);
+    }
+}
+
+struct Node {
+    signer: SimSigner,
     behaviour: Behaviour,
     alive: bool,
     incarnation: u64,
-    core: Consensus<SimContext>,
-    chain: Vec<Decision<SimContext>>,
-    guard: SigningGuard<u64>,
-    wal: Vec<Input<SimContext>>,
+    driver: Driver<SimContext, SimSigner>,
+    app: SimApp,
+    disk: SimDisk,
     sync_sent: BTreeMap<usize, (u64, u64)>,
     recent: VecDeque<Vec<u8>>,
+}
+
+impl Node {
+    fn height(&self) -> u64 {
+        self.driver.core().height()
+    }
+
+    fn decided(&self) -> u64 {
+        self.disk.store.decisions.len() as u64
+    }
 }
 
 #[derive(Default)]
@@ -579,7 +673,6 @@ struct Sim<'a> {
     after_gst: bool,
     uplink_free: Vec<u64>,
     decided: BTreeMap<u64, ValueId>,
-    produced: BTreeSet<ValueId>,
     signed: BTreeMap<(usize, u64, u32, SignStep), Vec<u8>>,
     failure: Option<SimFailure>,
     target: Option<u64>,
@@ -632,22 +725,26 @@ impl<'a> Sim<'a> {
         for (i, (secret, key)) in secrets.iter().zip(&keys).enumerate() {
             let address = ValidatorAddress::from_public_key(key);
             by_address.insert(address, i);
-            nodes.push(Node {
+            let behaviour = cfg.behaviours.get(i).copied().unwrap_or(Behaviour::Honest);
+            let signer = SimSigner {
                 secret: *secret,
                 address,
-                behaviour: cfg.behaviours.get(i).copied().unwrap_or(Behaviour::Honest),
+            };
+            nodes.push(Node {
+                signer,
+                behaviour,
                 alive: true,
                 incarnation: 0,
-                core: Consensus::new(
-                    SimContext,
-                    params.clone(),
-                    Some(address),
-                    1,
-                    genesis.clone(),
-                ),
-                chain: Vec::new(),
-                guard: SigningGuard::new(),
-                wal: Vec::new(),
+                driver: Driver::new(SimContext, params.clone(), signer, 1, genesis.clone()),
+                app: SimApp {
+                    seed,
+                    index: u32::try_from(i).unwrap_or(u32::MAX),
+                    bad: behaviour == Behaviour::BadProposals,
+                },
+                disk: SimDisk {
+                    store: MemoryStore::default(),
+                    guard_enabled: cfg.signing_guard,
+                },
                 sync_sent: BTreeMap::new(),
                 recent: VecDeque::new(),
             });
@@ -670,7 +767,6 @@ impl<'a> Sim<'a> {
             after_gst: false,
             uplink_free: vec![0; n],
             decided: BTreeMap::new(),
-            produced: BTreeSet::new(),
             signed: BTreeMap::new(),
             failure: None,
             target: None,
@@ -723,8 +819,9 @@ impl<'a> Sim<'a> {
     fn run(&mut self) -> Result<SimReport, SimFailure> {
         let n = self.nodes.len();
         for i in 0..n {
-            let outs = self.nodes[i].core.start();
-            self.process(i, outs);
+            let node = &mut self.nodes[i];
+            let effects = node.driver.start(&mut node.app, &mut node.disk);
+            self.apply(i, effects);
             let offset = self.rng.gen_range(0..micros(self.cfg.gossip_ms));
             self.schedule(
                 offset,
@@ -767,9 +864,9 @@ impl<'a> Sim<'a> {
                     format!(
                         "n{i} {:?} h{} r{} {:?}",
                         n.behaviour,
-                        n.chain.len(),
-                        n.core.round().0,
-                        n.core.step()
+                        n.decided(),
+                        n.driver.core().round().0,
+                        n.driver.core().step()
                     )
                 })
                 .collect::<Vec<_>>()
@@ -807,7 +904,7 @@ impl<'a> Sim<'a> {
         self.nodes
             .iter()
             .filter(|n| n.behaviour == Behaviour::Honest)
-            .map(|n| n.chain.len() as u64)
+            .map(Node::decided)
             .min()
             .unwrap_or(0)
     }
@@ -846,11 +943,12 @@ impl<'a> Sim<'a> {
             }
             Event::NextHeight { node, incarnation } => {
                 if self.nodes[node].alive && self.nodes[node].incarnation == incarnation {
-                    let h = self.nodes[node].chain.len() as u64 + 1;
-                    if self.nodes[node].core.height() < h {
+                    let h = self.nodes[node].decided() + 1;
+                    if self.nodes[node].height() < h {
                         let set = self.set(h);
-                        let outs = self.nodes[node].core.start_height(h, set);
-                        self.process(node, outs);
+                        let n = &mut self.nodes[node];
+                        let effects = n.driver.start_height(h, set, &mut n.app, &mut n.disk);
+                        self.apply(node, effects);
                     }
                 }
             }
@@ -879,7 +977,7 @@ impl<'a> Sim<'a> {
                     .nodes
                     .iter()
                     .filter(|n| n.behaviour == Behaviour::Honest)
-                    .map(|n| n.chain.len() as u64)
+                    .map(Node::decided)
                     .max()
                     .unwrap_or(0);
                 self.target = Some(top + self.cfg.liveness_heights);
@@ -890,17 +988,17 @@ impl<'a> Sim<'a> {
 
     fn restart(&mut self, i: usize) {
         self.stats.restarts += 1;
-        let h = self.nodes[i].chain.len() as u64 + 1;
+        let h = self.nodes[i].decided() + 1;
         let set = self.set(h);
         let node = &mut self.nodes[i];
         node.alive = true;
         node.incarnation += 1;
         node.sync_sent.clear();
-        node.core = Consensus::new(self.ctx, self.params.clone(), Some(node.address), h, set);
-        let wal = core::mem::take(&mut node.wal);
+        node.driver = Driver::new(self.ctx, self.params.clone(), node.signer, h, set);
+        let wal = core::mem::take(&mut node.disk.store.wal);
         let incarnation = node.incarnation;
-        let outs = node.core.start();
-        self.process(i, outs);
+        let effects = node.driver.start(&mut node.app, &mut node.disk);
+        self.apply(i, effects);
         if self.cfg.replay_wal {
             for input in wal {
                 let _ = self.feed(i, input);
@@ -916,105 +1014,41 @@ impl<'a> Sim<'a> {
         );
     }
 
-    /// Feeds an external input (logged to the WAL once accepted) and everything it leads to.
+    /// Feeds an external input through the node's driver and applies the effects.
     fn feed(&mut self, i: usize, input: Input<SimContext>) -> Result<(), ConsensusError> {
-        let outs = self.nodes[i].core.handle(input.clone())?;
-        self.nodes[i].wal.push(input);
-        self.process(i, outs);
+        let node = &mut self.nodes[i];
+        let effects = node.driver.handle(input, &mut node.app, &mut node.disk)?;
+        self.apply(i, effects);
         Ok(())
     }
 
-    fn process(&mut self, i: usize, outs: Vec<Output<SimContext>>) {
-        let mut queue: VecDeque<Output<SimContext>> = outs.into();
-        while let Some(o) = queue.pop_front() {
-            for derived in self.on_output(i, o) {
-                if let Ok(more) = self.nodes[i].core.handle(derived) {
-                    queue.extend(more);
+    fn apply(&mut self, i: usize, effects: Vec<Effect<SimContext>>) {
+        for effect in effects {
+            match effect {
+                Effect::Broadcast(msg) => {
+                    let before = self.stats.messages;
+                    self.send_signed(i, msg);
+                    self.stats.consensus_messages += self.stats.messages - before;
                 }
+                Effect::ScheduleTimeout { timeout, after } => {
+                    let at = self
+                        .now
+                        .saturating_add(u64::try_from(after.as_micros()).unwrap_or(u64::MAX));
+                    let incarnation = self.nodes[i].incarnation;
+                    self.schedule(
+                        at,
+                        Event::Timer {
+                            node: i,
+                            incarnation,
+                            timeout,
+                        },
+                    );
+                }
+                Effect::Decided(d) => self.on_decide(i, d),
+                Effect::Evidence(e) => self.on_evidence(e),
+                Effect::SigningRefused { .. } => self.stats.guard_refusals += 1,
             }
         }
-    }
-
-    fn on_output(&mut self, i: usize, o: Output<SimContext>) -> Vec<Input<SimContext>> {
-        match o {
-            Output::GetValue { height, round, .. } => {
-                let value = self.make_value(i, height, round.0, 0);
-                vec![Input::ProposeValue {
-                    height,
-                    round,
-                    value,
-                }]
-            }
-            Output::SignProposal(p) => {
-                let before = self.stats.messages;
-                let r = self.sign_proposal(i, p);
-                self.stats.consensus_messages += self.stats.messages - before;
-                r
-            }
-            Output::SignVote(v) => {
-                let before = self.stats.messages;
-                let r = self.sign_vote(i, v);
-                self.stats.consensus_messages += self.stats.messages - before;
-                r
-            }
-            Output::ScheduleTimeout { timeout, after } => {
-                let at = self
-                    .now
-                    .saturating_add(u64::try_from(after.as_micros()).unwrap_or(u64::MAX));
-                let incarnation = self.nodes[i].incarnation;
-                self.schedule(
-                    at,
-                    Event::Timer {
-                        node: i,
-                        incarnation,
-                        timeout,
-                    },
-                );
-                Vec::new()
-            }
-            Output::ValidateValue { height, value, .. } => {
-                let value_id = self.ctx.value_id(&value);
-                vec![Input::ValueValidated {
-                    height,
-                    value_id,
-                    valid: value.is_valid_for(height),
-                }]
-            }
-            Output::Decide(d) => {
-                self.on_decide(i, d);
-                Vec::new()
-            }
-            Output::Evidence(e) => {
-                self.on_evidence(e);
-                Vec::new()
-            }
-        }
-    }
-
-    /// Values are a deterministic function of (seed, proposer, height, round, variant), so a
-    /// restarted proposer replaying its WAL rebuilds the very same proposal.
-    fn make_value(&mut self, i: usize, height: u64, round: u32, variant: u8) -> SimValue {
-        let mut seed_bytes = Vec::new();
-        seed_bytes.extend_from_slice(&self.seed.to_be_bytes());
-        seed_bytes.extend_from_slice(&(i as u64).to_be_bytes());
-        seed_bytes.extend_from_slice(&height.to_be_bytes());
-        seed_bytes.extend_from_slice(&round.to_be_bytes());
-        seed_bytes.push(variant);
-        let payload = tagged_hash(b"carchain/sim/payload", &seed_bytes);
-        let len = usize::from(payload[0] % 32);
-        let valid_height = if self.nodes[i].behaviour == Behaviour::BadProposals {
-            height.wrapping_add(1_000)
-        } else {
-            height
-        };
-        let value = SimValue::new(
-            valid_height,
-            i as u32,
-            round,
-            payload.get(..len).unwrap_or(&[]),
-        );
-        self.produced.insert(self.ctx.value_id(&value));
-        value
     }
 
     fn record_signature(
@@ -1039,108 +1073,88 @@ impl<'a> Sim<'a> {
         }
     }
 
-    fn sign_vote(&mut self, i: usize, vote: Vote<SimContext>) -> Vec<Input<SimContext>> {
-        let bytes = self.ctx.vote_sign_bytes(&vote);
-        tracing::trace!(
-            at_us = self.now,
-            node = i,
-            height = vote.height,
-            round = vote.round.0,
-            kind = ?vote.vote_type,
-            nil = vote.value.is_none(),
-            "sign vote"
-        );
+    /// Sends a freshly signed message the way the node's behaviour dictates.
+    fn send_signed(&mut self, i: usize, msg: ConsensusMessage<SimContext>) {
         let behaviour = self.nodes[i].behaviour;
-        if behaviour != Behaviour::Equivocate && self.cfg.signing_guard {
-            let node = &mut self.nodes[i];
-            if node
-                .guard
-                .authorize(vote.height, vote.round, step_of(vote.vote_type), &bytes)
-                .is_err()
-            {
-                self.stats.guard_refusals += 1;
-                return Vec::new();
-            }
-        }
-        self.record_signature(
-            i,
-            vote.height,
-            vote.round.0,
-            step_of(vote.vote_type),
-            &bytes,
-        );
-        let signed = SignedVote {
-            signature: secp::sign(&self.nodes[i].secret, &bytes),
-            vote,
-        };
-        match behaviour {
-            Behaviour::Withhold => {}
-            Behaviour::Equivocate => {
-                let mut other = signed.vote.clone();
-                other.value = match other.value {
-                    Some(_) => None,
-                    None => {
-                        let mut id = [0u8; 32];
-                        self.rng.fill_bytes(&mut id);
-                        Some(ValueId(id))
+        match msg {
+            ConsensusMessage::Vote(signed) => {
+                let vote = &signed.vote;
+                tracing::trace!(
+                    at_us = self.now,
+                    node = i,
+                    height = vote.height,
+                    round = vote.round.0,
+                    kind = ?vote.vote_type,
+                    nil = vote.value.is_none(),
+                    "sign vote"
+                );
+                let bytes = self.ctx.vote_sign_bytes(vote);
+                self.record_signature(
+                    i,
+                    vote.height,
+                    vote.round.0,
+                    step_of(vote.vote_type),
+                    &bytes,
+                );
+                match behaviour {
+                    Behaviour::Withhold => {}
+                    Behaviour::Equivocate => {
+                        let mut other = signed.vote.clone();
+                        other.value = match other.value {
+                            Some(_) => None,
+                            None => {
+                                let mut id = [0u8; 32];
+                                self.rng.fill_bytes(&mut id);
+                                Some(ValueId(id))
+                            }
+                        };
+                        let other_bytes = self.ctx.vote_sign_bytes(&other);
+                        let twin = SignedVote {
+                            signature: self.nodes[i].signer.sign(&other_bytes),
+                            vote: other,
+                        };
+                        let a = encode(&Message::Vote(signed));
+                        let b = encode(&Message::Vote(twin));
+                        self.split_send(i, &a, &b);
                     }
-                };
-                let other_bytes = self.ctx.vote_sign_bytes(&other);
-                let twin = SignedVote {
-                    signature: secp::sign(&self.nodes[i].secret, &other_bytes),
-                    vote: other,
-                };
-                let a = encode(&Message::Vote(signed.clone()));
-                let b = encode(&Message::Vote(twin));
-                self.split_send(i, &a, &b);
+                    _ => self.broadcast(i, &Message::Vote(signed)),
+                }
             }
-            _ => self.broadcast(i, &Message::Vote(signed.clone())),
+            ConsensusMessage::Proposal(signed) => {
+                let p = &signed.proposal;
+                tracing::trace!(
+                    at_us = self.now,
+                    node = i,
+                    height = p.height,
+                    round = p.round.0,
+                    pol_round = ?p.pol_round,
+                    "sign proposal"
+                );
+                let bytes = self.ctx.proposal_sign_bytes(p);
+                self.record_signature(i, p.height, p.round.0, SignStep::Propose, &bytes);
+                if behaviour == Behaviour::Equivocate {
+                    let mut other = signed.proposal.clone();
+                    other.value = sim_value(
+                        self.seed,
+                        self.nodes[i].app.index,
+                        other.height,
+                        other.round.0,
+                        1,
+                    );
+                    other.pol_round = None;
+                    let other_bytes = self.ctx.proposal_sign_bytes(&other);
+                    let twin = SignedProposal {
+                        signature: self.nodes[i].signer.sign(&other_bytes),
+                        proposal: other,
+                    };
+                    let a = encode(&Message::Proposal(signed));
+                    let b = encode(&Message::Proposal(twin));
+                    self.split_send(i, &a, &b);
+                } else {
+                    self.broadcast(i, &Message::Proposal(signed));
+                }
+            }
         }
-        vec![Input::Vote(signed)]
-    }
-
-    fn sign_proposal(&mut self, i: usize, p: Proposal<SimContext>) -> Vec<Input<SimContext>> {
-        let bytes = self.ctx.proposal_sign_bytes(&p);
-        tracing::trace!(
-            at_us = self.now,
-            node = i,
-            height = p.height,
-            round = p.round.0,
-            pol_round = ?p.pol_round,
-            "sign proposal"
-        );
-        let behaviour = self.nodes[i].behaviour;
-        if behaviour != Behaviour::Equivocate
-            && self.cfg.signing_guard
-            && self.nodes[i]
-                .guard
-                .authorize(p.height, p.round, SignStep::Propose, &bytes)
-                .is_err()
-        {
-            self.stats.guard_refusals += 1;
-            return Vec::new();
-        }
-        self.record_signature(i, p.height, p.round.0, SignStep::Propose, &bytes);
-        let signed = SignedProposal {
-            signature: secp::sign(&self.nodes[i].secret, &bytes),
-            proposal: p,
-        };
-        if behaviour == Behaviour::Equivocate {
-            let mut other = signed.proposal.clone();
-            other.value = self.make_value(i, other.height, other.round.0, 1);
-            other.pol_round = None;
-            let other_bytes = self.ctx.proposal_sign_bytes(&other);
-            let twin = SignedProposal {
-                signature: secp::sign(&self.nodes[i].secret, &other_bytes),
-                proposal: other,
-            };
-            let a = encode(&Message::Proposal(signed.clone()));
-            let b = encode(&Message::Proposal(twin));
-            self.split_send(i, &a, &b);
-        } else {
-            self.broadcast(i, &Message::Proposal(signed.clone()));
-        }
-        vec![Input::Proposal(signed)]
     }
 
     /// Equivocation: each peer gets one version, the other, or both (so evidence can form).
@@ -1212,7 +1226,7 @@ impl<'a> Sim<'a> {
     }
 
     fn gossip(&mut self, i: usize) {
-        let height = self.nodes[i].core.height();
+        let height = self.nodes[i].height();
         let status = encode(&Message::Status { height });
         for j in 0..self.nodes.len() {
             if j != i {
@@ -1220,18 +1234,17 @@ impl<'a> Sim<'a> {
             }
         }
         let behaviour = self.nodes[i].behaviour;
-        let (proposal, votes) = {
-            let (p, v) = self.nodes[i].core.gossip_messages();
-            (p.cloned(), v.into_iter().cloned().collect::<Vec<_>>())
-        };
-        if let Some(p) = proposal {
-            if behaviour != Behaviour::Equivocate {
-                self.broadcast(i, &Message::Proposal(p));
-            }
-        }
-        if behaviour != Behaviour::Withhold && behaviour != Behaviour::Equivocate {
-            for v in votes {
-                self.broadcast(i, &Message::Vote(v));
+        for m in self.nodes[i].driver.gossip() {
+            match m {
+                ConsensusMessage::Proposal(p) if behaviour != Behaviour::Equivocate => {
+                    self.broadcast(i, &Message::Proposal(p));
+                }
+                ConsensusMessage::Vote(v)
+                    if behaviour != Behaviour::Withhold && behaviour != Behaviour::Equivocate =>
+                {
+                    self.broadcast(i, &Message::Vote(v));
+                }
+                _ => {}
             }
         }
         if behaviour == Behaviour::Garbage {
@@ -1340,7 +1353,7 @@ impl<'a> Sim<'a> {
             Message::Proposal(sp) => (sp.proposal.height, self.feed(to, Input::Proposal(sp))),
             Message::Vote(sv) => (sv.vote.height, self.feed(to, Input::Vote(sv))),
             Message::Decided { value, certificate } => {
-                let core = &self.nodes[to].core;
+                let core = self.nodes[to].driver.core();
                 if certificate.height != core.height() || core.step() == Step::Commit {
                     return;
                 }
@@ -1355,7 +1368,7 @@ impl<'a> Sim<'a> {
                 self.stats.garbage_rejected += 1;
                 return;
             }
-            if e == ConsensusError::WrongHeight && height < self.nodes[to].core.height() {
+            if e == ConsensusError::WrongHeight && height < self.nodes[to].height() {
                 self.maybe_sync(to, from, height);
                 return;
             }
@@ -1380,7 +1393,7 @@ impl<'a> Sim<'a> {
         let Some(idx) = usize::try_from(height).ok().and_then(|h| h.checked_sub(1)) else {
             return;
         };
-        let Some(d) = self.nodes[me].chain.get(idx).cloned() else {
+        let Some(d) = self.nodes[me].disk.store.decisions.get(idx).cloned() else {
             return;
         };
         let period = micros(self.cfg.gossip_ms);
@@ -1418,7 +1431,8 @@ impl<'a> Sim<'a> {
             });
             return;
         }
-        if self.nodes[i].chain.len() as u64 + 1 != height {
+        // The driver has already committed the decision to the node's store.
+        if self.nodes[i].decided() != height {
             self.fail(SimFailure::OutOfOrder { node: i, height });
             return;
         }
@@ -1433,7 +1447,13 @@ impl<'a> Sim<'a> {
                     self.decided.insert(height, id);
                 }
             }
-            if !d.value.is_valid_for(height) || !self.produced.contains(&id) {
+            let proposed = match (d.value.proposer(), d.value.round()) {
+                (Some(p), Some(r)) => {
+                    (0..2).any(|v| sim_value(self.seed, p, height, r, v) == d.value)
+                }
+                _ => false,
+            };
+            if !d.value.is_valid_for(height) || !proposed {
                 self.fail(SimFailure::Validity { height, node: i });
                 return;
             }
@@ -1443,10 +1463,7 @@ impl<'a> Sim<'a> {
         self.trace.update(height.to_be_bytes());
         self.trace.update(id.0);
         self.stats.decisions += 1;
-        let node = &mut self.nodes[i];
-        node.chain.push(d);
-        node.wal.clear();
-        let incarnation = node.incarnation;
+        let incarnation = self.nodes[i].incarnation;
         let at = self.now + micros(self.cfg.block_interval_ms);
         self.schedule(
             at,
