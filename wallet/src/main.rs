@@ -43,8 +43,37 @@ struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     password_file: Option<PathBuf>,
 
+    /// TOML config file with defaults for `network` and `password_file`; flags override it
+    /// [default: DIR/wallet.toml when present].
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+
     #[command(subcommand)]
     command: Command,
+}
+
+/// Settings read from the TOML config file.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    network: Option<WalletNetwork>,
+    password_file: Option<PathBuf>,
+}
+
+fn load_config(explicit: Option<&Path>, dir: &WalletDir) -> anyhow::Result<Config> {
+    let path = match explicit {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let p = dir.root().join("wallet.toml");
+            if !p.exists() {
+                return Ok(Config::default());
+            }
+            p
+        }
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading config {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("malformed config {}", path.display()))
 }
 
 #[derive(Debug, Subcommand)]
@@ -119,8 +148,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(mut cli: Cli) -> anyhow::Result<()> {
     let dir = WalletDir::new(data_dir(cli.data_dir.as_deref())?);
+    let config = load_config(cli.config.as_deref(), &dir)?;
+    cli.network = cli.network.or(config.network);
+    cli.password_file = cli.password_file.take().or(config.password_file);
     match &cli.command {
         Command::Init { recover } => init(&cli, &dir, *recover),
         Command::Show { count } => show(&cli, &dir, *count),
@@ -144,7 +176,7 @@ fn data_dir(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
 }
 
 /// Reads the keystore password: --password-file, then the env var, then a terminal prompt.
-fn password(cli: &Cli, prompt: &str) -> anyhow::Result<Zeroizing<String>> {
+fn password(cli: &Cli, prompt: &str, confirm: bool) -> anyhow::Result<Zeroizing<String>> {
     if let Some(path) = &cli.password_file {
         let raw = Zeroizing::new(
             std::fs::read_to_string(path)
@@ -160,14 +192,42 @@ fn password(cli: &Cli, prompt: &str) -> anyhow::Result<Zeroizing<String>> {
         return non_empty(Zeroizing::new(s));
     }
     if std::io::stdin().is_terminal() {
-        eprint!("{prompt}: ");
-        std::io::stderr().flush().ok();
-        let mut line = Zeroizing::new(String::new());
-        std::io::stdin().lock().read_line(&mut line)?;
-        let trimmed = Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_owned());
-        return non_empty(trimmed);
+        let first = prompt_hidden(prompt)?;
+        if confirm {
+            let again = prompt_hidden("repeat the password")?;
+            if *again != *first {
+                bail!("the two passwords differ");
+            }
+        }
+        return non_empty(first);
     }
     bail!("no password given: set {PASSWORD_ENV}, pass --password-file, or run in a terminal")
+}
+
+/// Prompts on stderr and reads one line from the terminal with echo turned off (via `stty`,
+/// so no extra dependency; if `stty` is unavailable the input is echoed).
+fn prompt_hidden(prompt: &str) -> anyhow::Result<Zeroizing<String>> {
+    eprint!("{prompt}: ");
+    std::io::stderr().flush().ok();
+    let hidden = stty("-echo");
+    let mut line = Zeroizing::new(String::new());
+    let read = std::io::stdin().lock().read_line(&mut line);
+    if hidden {
+        stty("echo");
+        eprintln!();
+    }
+    read?;
+    Ok(Zeroizing::new(
+        line.trim_end_matches(['\r', '\n']).to_owned(),
+    ))
+}
+
+fn stty(arg: &str) -> bool {
+    std::process::Command::new("stty")
+        .arg(arg)
+        .stdin(std::process::Stdio::inherit())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 fn non_empty(p: Zeroizing<String>) -> anyhow::Result<Zeroizing<String>> {
@@ -189,7 +249,7 @@ fn unlock(cli: &Cli, dir: &WalletDir) -> anyhow::Result<WalletSecrets> {
             .into());
         }
     }
-    let pw = password(cli, "keystore password")?;
+    let pw = password(cli, "keystore password", false)?;
     Ok(ks.open(pw.as_bytes())?)
 }
 
@@ -218,7 +278,7 @@ fn init(cli: &Cli, dir: &WalletDir, recover: bool) -> anyhow::Result<()> {
         ),
         None => Zeroizing::new(String::new()),
     };
-    let pw = password(cli, "new keystore password")?;
+    let pw = password(cli, "new keystore password", true)?;
     let reader = ReaderKey::generate()?;
     let secrets = WalletSecrets::new(mnemonic, &passphrase, reader, network);
     let keys = secrets.hd_keys()?;

@@ -356,3 +356,42 @@ fn password_file_is_accepted() {
         "wrong password",
     );
 }
+
+#[test]
+fn toml_config_supplies_defaults_and_flags_override_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("w");
+    std::fs::create_dir(&d).unwrap();
+    let pwfile = tmp.path().join("pw.txt");
+    std::fs::write(&pwfile, "config pw\n").unwrap();
+    std::fs::write(
+        d.join("wallet.toml"),
+        format!(
+            "network = \"testnet\"\npassword_file = {:?}\n",
+            pwfile.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let r = run(
+        &d,
+        &["init", "--recover", "--json"],
+        None,
+        Some("zoo zoo zoo zoo zoo zoo zoo zoo zoo zoo zoo zoo zoo zoo zoo zoo zoo zoo zoo zoo zoo zoo zoo vote"),
+    );
+    assert!(r.status_ok, "{}", r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["network"], "testnet");
+    // The flag overrides the config's network (and is then checked against the keystore).
+    fails_with(
+        &run(&d, &["--network", "regtest", "show"], None, None),
+        "network mismatch",
+    );
+    let r = run(&d, &["show", "--count", "1"], None, None);
+    assert!(r.status_ok, "{}", r.stderr);
+    // An unknown key is an error, not silently ignored.
+    std::fs::write(d.join("wallet.toml"), "netwrok = \"bitcoin\"\n").unwrap();
+    fails_with(
+        &run(&d, &["show"], Some("config pw"), None),
+        "malformed config",
+    );
+}
