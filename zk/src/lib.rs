@@ -13,6 +13,7 @@ pub mod dhash;
 mod error;
 pub mod fair_exchange;
 pub mod gadget;
+pub mod mileage;
 pub mod poseidon;
 pub mod possession;
 pub mod proof;
