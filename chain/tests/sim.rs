@@ -65,7 +65,10 @@ fn samples() -> Vec<Message> {
     vec![
         Message::Vote(sv),
         Message::Proposal(sp),
-        Message::Status { height: 9 },
+        Message::Status {
+            height: 9,
+            round: 2,
+        },
         Message::Decided { value, certificate },
     ]
 }

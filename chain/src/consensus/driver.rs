@@ -216,6 +216,17 @@ impl<C: Context, S: Signer<C>> Driver<C, S> {
             .collect()
     }
 
+    /// Our own messages at `round` of the current height, for a peer behind us in that round
+    /// (see [`Consensus::own_messages_at`]).
+    pub fn catch_up(&self, round: Round) -> Vec<ConsensusMessage<C>> {
+        let (p, votes) = self.core.own_messages_at(round);
+        p.cloned()
+            .map(ConsensusMessage::Proposal)
+            .into_iter()
+            .chain(votes.into_iter().cloned().map(ConsensusMessage::Vote))
+            .collect()
+    }
+
     fn run(
         &mut self,
         outs: Vec<Output<C>>,

@@ -105,6 +105,32 @@ impl<H: Ord + Copy> SigningGuard<H> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn step(k: u8) -> SignStep {
+        match k % 3 {
+            0 => SignStep::Propose,
+            1 => SignStep::Prevote,
+            _ => SignStep::Precommit,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn never_two_different_signatures_at_one_position(
+            reqs in prop::collection::vec((0u64..3, 0u32..3, 0u8..3, 0u8..3), 1..60)
+        ) {
+            let mut g = SigningGuard::<u64>::new();
+            let mut signed: BTreeMap<(u64, u32, SignStep), u8> = BTreeMap::new();
+            for (h, r, k, b) in reqs {
+                if g.authorize(h, Round(r), step(k), &[b]).is_ok() {
+                    let prev = signed.insert((h, r, step(k)), b);
+                    prop_assert!(prev.is_none_or(|p| p == b));
+                }
+            }
+        }
+    }
 
     #[test]
     fn refuses_different_bytes_at_same_position() {

@@ -281,6 +281,22 @@ impl<C: Context> Consensus<C> {
         self.decision.as_ref()
     }
 
+    /// Our own proposal and votes at `round` of the current height, for a peer that reports
+    /// being behind us in that round.
+    pub fn own_messages_at(
+        &self,
+        round: Round,
+    ) -> (Option<&SignedProposal<C>>, Vec<&SignedVote<C>>) {
+        let Some(me) = &self.me else {
+            return (None, Vec::new());
+        };
+        let proposal = self
+            .proposals
+            .get(&round)
+            .filter(|p| &p.proposal.proposer == me);
+        (proposal, self.keeper.votes_by(round, me).collect())
+    }
+
     /// What the host should re-gossip periodically (messages lost before the network
     /// stabilised must be resent for liveness): our proposal and votes of the current round,
     /// and the proofs of lock in play — every prevote we hold for the current proposal's value

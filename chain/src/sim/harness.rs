@@ -1227,7 +1227,8 @@ impl<'a> Sim<'a> {
 
     fn gossip(&mut self, i: usize) {
         let height = self.nodes[i].height();
-        let status = encode(&Message::Status { height });
+        let round = self.nodes[i].driver.core().round().0;
+        let status = encode(&Message::Status { height, round });
         for j in 0..self.nodes.len() {
             if j != i {
                 self.send(i, j, status.clone(), false);
@@ -1346,8 +1347,9 @@ impl<'a> Sim<'a> {
             return;
         }
         let (height, result) = match msg {
-            Message::Status { height } => {
+            Message::Status { height, round } => {
                 self.maybe_sync(to, from, height);
+                self.maybe_catch_up(to, from, height, round);
                 return;
             }
             Message::Proposal(sp) => (sp.proposal.height, self.feed(to, Input::Proposal(sp))),
@@ -1385,6 +1387,31 @@ impl<'a> Sim<'a> {
                     reason: e.to_string(),
                 });
             }
+        }
+    }
+
+    /// Sends our own messages of `round` to a peer at our height but behind us in rounds (its
+    /// votes of that round may have been lost, and we no longer re-gossip them).
+    fn maybe_catch_up(&mut self, me: usize, peer: usize, height: u64, round: u32) {
+        let node = &self.nodes[me];
+        let core = node.driver.core();
+        if core.height() != height || core.round().0 <= round || core.step() == Step::Commit {
+            return;
+        }
+        let behaviour = node.behaviour;
+        for m in node.driver.catch_up(Round(round)) {
+            let msg = match m {
+                ConsensusMessage::Proposal(p) if behaviour != Behaviour::Equivocate => {
+                    Message::Proposal(p)
+                }
+                ConsensusMessage::Vote(v)
+                    if behaviour != Behaviour::Withhold && behaviour != Behaviour::Equivocate =>
+                {
+                    Message::Vote(v)
+                }
+                _ => continue,
+            };
+            self.send(me, peer, encode(&msg), false);
         }
     }
 

@@ -31,10 +31,13 @@ pub enum Message {
     Proposal(SignedProposal<SimContext>),
     /// A signed vote.
     Vote(SignedVote<SimContext>),
-    /// "I am at this height": peers further ahead answer with [`Message::Decided`].
+    /// "I am at this height and round": peers further ahead answer with [`Message::Decided`],
+    /// peers in a later round of the same height with their own messages of that round.
     Status {
         /// The sender's current height.
         height: u64,
+        /// The sender's current round.
+        round: u32,
     },
     /// A decided value with its commit certificate (block sync).
     Decided {
@@ -95,9 +98,10 @@ pub fn encode(msg: &Message) -> Vec<u8> {
             SimContext::vote_fields(&sv.vote, &mut out);
             out.extend_from_slice(&sv.signature.serialize_compact());
         }
-        Message::Status { height } => {
+        Message::Status { height, round } => {
             out.push(3);
             out.extend_from_slice(&height.to_be_bytes());
+            out.extend_from_slice(&round.to_be_bytes());
         }
         Message::Decided { value, certificate } => {
             out.push(4);
@@ -244,7 +248,10 @@ pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
                 signature,
             })
         }
-        3 => Message::Status { height: r.u64()? },
+        3 => Message::Status {
+            height: r.u64()?,
+            round: r.u32()?,
+        },
         4 => {
             let value = r.value()?;
             let instance = InstanceId(r.u64()?);
