@@ -9,6 +9,7 @@
 //! Parameters, constant provenance, sponge framing and byte packing are documented in
 //! `zk/POSEIDON.md`.
 
+pub mod ceremony;
 pub mod dhash;
 mod error;
 pub mod fair_exchange;
