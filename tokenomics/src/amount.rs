@@ -82,21 +82,25 @@ impl Amount {
     }
 
     /// Sum, or `None` above the cap.
+    #[inline]
     pub fn checked_add(self, rhs: Amount) -> Option<Amount> {
         self.0.checked_add(rhs.0).and_then(Amount::from_base_units)
     }
 
     /// Difference, or `None` below zero.
+    #[inline]
     pub fn checked_sub(self, rhs: Amount) -> Option<Amount> {
         self.0.checked_sub(rhs.0).map(Amount)
     }
 
     /// Difference clamped at zero.
+    #[inline]
     pub fn saturating_sub(self, rhs: Amount) -> Amount {
         Amount(self.0.saturating_sub(rhs.0))
     }
 
     /// Product with a count, or `None` above the cap.
+    #[inline]
     pub fn checked_mul(self, rhs: u64) -> Option<Amount> {
         self.0.checked_mul(rhs).and_then(Amount::from_base_units)
     }
@@ -126,6 +130,7 @@ impl Amount {
     }
 
     /// The smaller of two amounts.
+    #[inline]
     pub fn min(self, other: Amount) -> Amount {
         if self <= other {
             self

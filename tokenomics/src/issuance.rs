@@ -26,6 +26,7 @@ impl FeeCredits {
     pub const ZERO: FeeCredits = FeeCredits(Amount::ZERO);
 
     /// The credit balance as an amount (for display and accounting only).
+    #[inline]
     pub fn amount(self) -> Amount {
         self.0
     }
@@ -39,6 +40,7 @@ pub struct CreditGrant(FeeCredits);
 
 impl CreditGrant {
     /// Credits in the grant.
+    #[inline]
     pub fn amount(self) -> Amount {
         self.0 .0
     }
@@ -70,11 +72,13 @@ impl AccountBalance {
     }
 
     /// Transferable tokens.
+    #[inline]
     pub fn tokens(&self) -> Amount {
         self.tokens
     }
 
     /// Fee credits.
+    #[inline]
     pub fn credits(&self) -> FeeCredits {
         self.credits
     }
@@ -85,12 +89,14 @@ impl AccountBalance {
     }
 
     /// Adds received tokens (a transfer's credit side, a mint, a purchase).
+    #[inline]
     pub fn deposit(&mut self, amount: Amount) -> Result<(), Error> {
         self.tokens = self.tokens.checked_add(amount).ok_or(Error::AboveCap)?;
         Ok(())
     }
 
     /// Removes tokens being sent elsewhere.
+    #[inline]
     pub fn withdraw(&mut self, amount: Amount) -> Result<(), Error> {
         self.tokens = self
             .tokens
@@ -126,6 +132,7 @@ impl AccountBalance {
     }
 
     /// Pays a fee, credits first and then tokens; nothing changes if the account cannot pay.
+    #[inline]
     pub fn pay_fee(&mut self, fee: Amount) -> Result<Payment, Error> {
         let from_credits = fee.min(self.credits.0);
         let from_tokens = fee.checked_sub(from_credits).ok_or(Error::Overflow)?;
@@ -186,6 +193,7 @@ pub enum DataOp {
 
 impl DataOp {
     /// Whether the reserve mirrors this payment with a mint to the payer (producer operations).
+    #[inline]
     pub fn mints(&self) -> bool {
         !matches!(self, DataOp::Read { .. })
     }
@@ -224,6 +232,7 @@ pub struct SettlementTotals {
 
 impl SettlementTotals {
     /// Adds one settlement.
+    #[inline]
     pub fn add(&mut self, s: &Settlement) -> Result<(), Error> {
         self.merge(&SettlementTotals {
             from_credits: s.payment.from_credits,
@@ -233,6 +242,7 @@ impl SettlementTotals {
     }
 
     /// Adds another sum.
+    #[inline]
     pub fn merge(&mut self, o: &SettlementTotals) -> Result<(), Error> {
         let add = |a: Amount, b: Amount| a.checked_add(b).ok_or(Error::AboveCap);
         *self = SettlementTotals {
@@ -427,6 +437,7 @@ impl Issuance {
     }
 
     /// What the automatic pool can still mint or grant as credits.
+    #[inline]
     pub fn automatic_remaining(&self) -> Amount {
         self.automatic_cap
             .saturating_sub(self.automatic_minted)
@@ -467,6 +478,7 @@ impl Issuance {
     }
 
     /// The fee of a data operation under the schedule and the phase-1 basis.
+    #[inline]
     pub fn fee(&self, op: &DataOp) -> Result<Amount, Error> {
         let f = &self.params.fees;
         match *op {
@@ -503,6 +515,7 @@ impl Issuance {
     /// Pays `fee` from `payer` and mirrors up to `mint_allowance` back to it when `mints`;
     /// touches no pool. Used with [`Issuance::commit`] to settle many independent payers at once;
     /// [`Issuance::settle`] is the one-operation form.
+    #[inline]
     pub fn settle_payment(
         payer: &mut AccountBalance,
         fee: Amount,

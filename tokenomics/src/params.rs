@@ -71,6 +71,7 @@ impl Rate {
     }
 
     /// The charge for `qty` units, rounded up; an error if it exceeds the cap.
+    #[inline]
     pub fn charge(self, qty: u64) -> Result<Amount, Error> {
         if let Some(n) = self.per_giga.checked_mul(qty) {
             return Amount::from_base_units(n.div_ceil(Self::GIGA)).ok_or(Error::AboveCap);
@@ -120,21 +121,25 @@ pub struct FeeSchedule {
 
 impl FeeSchedule {
     /// Fee for putting `bytes` bytes.
+    #[inline]
     pub fn put_by_volume(&self, bytes: u64) -> Result<Amount, Error> {
         self.put_per_byte.charge(bytes)
     }
 
     /// Fee for putting the record of a trip of `metres` metres.
+    #[inline]
     pub fn put_by_mileage(&self, metres: u64) -> Result<Amount, Error> {
         self.put_per_metre.charge(metres)
     }
 
     /// Fee for a read that traverses `addresses` partition addresses.
+    #[inline]
     pub fn read(&self, addresses: u64) -> Result<Amount, Error> {
         self.read_per_address.charge(addresses)
     }
 
     /// Fee for keeping `bytes` for `epochs` epochs; zero in shared mode (the waiver).
+    #[inline]
     pub fn storage(&self, bytes: u64, epochs: u64, mode: StorageMode) -> Result<Amount, Error> {
         match mode {
             StorageMode::Shared => Ok(Amount::ZERO),
@@ -146,6 +151,7 @@ impl FeeSchedule {
     }
 
     /// Fee for `units` metered compute units.
+    #[inline]
     pub fn compute(&self, units: u64) -> Result<Amount, Error> {
         self.compute_per_unit.charge(units)
     }

@@ -86,6 +86,16 @@ pub fn peak_rss_mib() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// User plus system CPU seconds used by this process so far (Linux), if known.
+pub fn cpu_seconds() -> Option<f64> {
+    let stat = fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
 /// Runs `sim econ`.
 pub fn run(args: EconArgs) -> anyhow::Result<()> {
     if let Some(t) = args.threads {
@@ -253,14 +263,16 @@ fn bench(args: &EconArgs, mut sets: Vec<(String, String)>) -> anyhow::Result<()>
         ("runs".into(), "1".into()),
     ]);
     let sc = Scenario::load(&args.scenario, &sets)?;
+    let cpu0 = cpu_seconds();
     let t0 = Instant::now();
     let rows = run_world(&sc, 0, |_| {})?;
     let secs = t0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds().zip(cpu0).map(|(a, b)| a - b);
     let name = format!("sim::econ/devices={},days={}", args.devices, args.days);
     println!(
         "{}",
         serde_json::json!({"bench": name, "value": secs, "unit": "s",
-            "threads": rayon::current_num_threads(), "steps": rows.len()})
+            "cpu_s": cpu, "threads": rayon::current_num_threads(), "steps": rows.len()})
     );
     if let Some(mib) = peak_rss_mib() {
         println!(

@@ -104,21 +104,32 @@ pub struct Row {
 #[derive(Clone, Copy)]
 struct Behaviour {
     seed: u64,
-    drive_p: f64,
+    /// Drive when the low 32 bits of the day's hash are below this.
+    drive_below: u64,
     idle: u64,
-    per_km: f64,
+    bytes_per_km: u64,
 }
 
 impl Behaviour {
-    /// Bytes and metres of car `i` on `day`.
-    fn car_day(&self, i: usize, km_mean: f32, day: u32) -> (u64, u64) {
-        let h = mix(self.seed, i as u64, u64::from(day));
-        if unit(h) >= self.drive_p {
+    /// Bytes and metres of car `i` (mean `mean_m` metres per driving day) on `day`: one hash,
+    /// integer arithmetic only. The distance is uniform in [0.25, 1.75] × the car's mean.
+    #[inline]
+    fn car_day(&self, i: usize, mean_m: u32, day: u32) -> (u64, u64) {
+        let h = splitmix(
+            self.seed
+                ^ (i as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93)
+                ^ u64::from(day).wrapping_mul(0xA076_1D64_78BD_642F),
+        );
+        if (h & 0xFFFF_FFFF) >= self.drive_below {
             return (self.idle, 0);
         }
-        let km = f64::from(km_mean) * (0.25 + 1.5 * unit(splitmix(h)));
-        let metres = (km * 1000.0) as u64;
-        (self.idle.saturating_add((self.per_km * km) as u64), metres)
+        let f = (h >> 32) & 0xFFFF;
+        let metres = (u64::from(mean_m) * (16_384 + ((f * 3) >> 1))) >> 16;
+        (
+            self.idle
+                .saturating_add(metres.saturating_mul(self.bytes_per_km) / 1000),
+            metres,
+        )
     }
 }
 
@@ -220,7 +231,7 @@ pub struct World {
     // cars, struct of arrays
     car_bal: Vec<AccountBalance>,
     car_stored: Vec<u64>,
-    car_km: Vec<f32>,
+    car_mean_m: Vec<u32>,
     car_agent: Vec<u16>,
     fee_buf: Vec<u64>,
     bytes_buf: Vec<u64>,
@@ -260,9 +271,9 @@ impl World {
         let mut w = World {
             beh: Behaviour {
                 seed,
-                drive_p: sc.cars.drive_probability,
+                drive_below: (sc.cars.drive_probability * 4_294_967_296.0) as u64,
                 idle: sc.cars.bytes_per_day_idle,
-                per_km: sc.cars.bytes_per_km as f64,
+                bytes_per_km: sc.cars.bytes_per_km,
             },
             sc: sc.clone(),
             iss,
@@ -272,7 +283,7 @@ impl World {
             provider_profit_eur: 0.0,
             car_bal: Vec::with_capacity(cap),
             car_stored: Vec::with_capacity(cap),
-            car_km: Vec::with_capacity(cap),
+            car_mean_m: Vec::with_capacity(cap),
             car_agent: Vec::with_capacity(cap),
             fee_buf: Vec::with_capacity(cap),
             bytes_buf: Vec::with_capacity(cap),
@@ -323,7 +334,8 @@ impl World {
             b.receive_grant(self.iss.register_device()?)?;
             self.car_bal.push(b);
             self.car_stored.push(0);
-            self.car_km.push(km as f32);
+            self.car_mean_m
+                .push((km * 1000.0).min(f64::from(u32::MAX)) as u32);
             self.car_agent
                 .push(u16::try_from(splitmix(h) % n_agents).context("agent index")?);
             self.fee_buf.push(0);
@@ -365,7 +377,7 @@ impl World {
                     let i = base + j;
                     let (mut by, mut m) = (0u64, 0u64);
                     for d in d0..d0 + k {
-                        let (x, y) = beh.car_day(i, self.car_km[i], d);
+                        let (x, y) = beh.car_day(i, self.car_mean_m[i], d);
                         by = by.saturating_add(x);
                         m = m.saturating_add(y);
                     }
