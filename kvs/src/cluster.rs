@@ -1,0 +1,788 @@
+//! The KVS client over a set of storage nodes: quorum writes, projected and degraded reads,
+//! range scans, repair execution and audits. Nodes are reached through [`NodeApi`] handles
+//! (in-process); the networked client drives the same coding, placement and repair logic.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use tracing::{debug, warn};
+
+use crate::audit::{self, AuditLedger, AuditOutcome, Challenge};
+use crate::coding::{self, CodingParams, StoredShard, Stripe};
+use crate::error::{KvsError, Result};
+use crate::merkle::{self, Hash};
+use crate::model::{self, IndexEntry, Manifest, ReadStats, Record, RowEntry};
+use crate::node::{LocalNode, NodeApi};
+use crate::placement::{self, NodeId};
+use crate::repair::{self, NodeState, RepairAction, RepairConfig, StripeState};
+
+/// Client configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// Erasure coding parameters for new stripes.
+    pub params: CodingParams,
+    /// Shards that must be durable before a write is acknowledged; at least `k + 1`.
+    pub write_quorum: usize,
+}
+
+impl ClusterConfig {
+    /// Configuration with the minimum quorum `k + 1`.
+    pub fn new(params: CodingParams) -> Self {
+        Self {
+            params,
+            write_quorum: usize::from(params.k).saturating_add(1),
+        }
+    }
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self::new(CodingParams::default())
+    }
+}
+
+/// What a write achieved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutReceipt {
+    /// The index entry of each record written, for the chain to attest.
+    pub entries: Vec<(Vec<u8>, IndexEntry)>,
+    /// Shards acknowledged durable, with their node.
+    pub durable: Vec<(u8, NodeId)>,
+    /// Shards not written, with their node and the reason; repair completes them.
+    pub missing: Vec<(u8, NodeId, String)>,
+}
+
+/// Result of one repair round.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RepairReport {
+    /// Corrupt shards found by scrubbing and discarded.
+    pub corrupt_discarded: usize,
+    /// Shards rebuilt from parity.
+    pub rebuilt: usize,
+    /// Shards moved to their placement.
+    pub moved: usize,
+    /// Surplus copies dropped.
+    pub dropped: usize,
+    /// Actions that failed (retried next round).
+    pub failed: usize,
+    /// Stripes with fewer than `k` live shards.
+    pub unrecoverable: Vec<Hash>,
+}
+
+/// A client over storage nodes reached through [`NodeApi`] handles.
+pub struct Cluster<N: NodeApi + ?Sized> {
+    nodes: RwLock<BTreeMap<NodeId, Arc<N>>>,
+    members: RwLock<(u64, Vec<NodeId>)>,
+    known: RwLock<BTreeMap<NodeId, Vec<(Hash, u8)>>>,
+    cfg: ClusterConfig,
+}
+
+/// Column projection: `None` reads every column.
+pub type Columns<'a> = Option<&'a [&'a str]>;
+
+/// Decoded cells of one record.
+pub type Cells = BTreeMap<String, Vec<u8>>;
+
+/// A client over in-process nodes.
+pub type LocalCluster = Cluster<LocalNode>;
+
+impl<N: NodeApi + ?Sized> std::fmt::Debug for Cluster<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("nodes", &self.nodes.read().keys().collect::<Vec<_>>())
+            .field("cfg", &self.cfg)
+            .finish()
+    }
+}
+
+impl<N: NodeApi + ?Sized> Cluster<N> {
+    /// A client over `nodes`, all members of placement epoch `epoch`.
+    pub fn new(nodes: Vec<Arc<N>>, epoch: u64, cfg: ClusterConfig) -> Result<Self> {
+        if cfg.write_quorum <= usize::from(cfg.params.k) || cfg.write_quorum > cfg.params.n() {
+            return Err(KvsError::InvalidParams {
+                k: cfg.params.k.into(),
+                m: cfg.params.m.into(),
+            });
+        }
+        let ids: Vec<NodeId> = nodes.iter().map(|n| n.id().to_string()).collect();
+        let map = nodes.into_iter().map(|n| (n.id().to_string(), n)).collect();
+        Ok(Self {
+            nodes: RwLock::new(map),
+            members: RwLock::new((epoch, ids)),
+            known: RwLock::new(BTreeMap::new()),
+            cfg,
+        })
+    }
+
+    /// The handle of node `id`.
+    pub fn node(&self, id: &str) -> Option<Arc<N>> {
+        self.nodes.read().get(id).cloned()
+    }
+
+    /// Adds or replaces a node handle (a restarted process); membership is unchanged.
+    pub fn attach(&self, node: Arc<N>) {
+        self.nodes.write().insert(node.id().to_string(), node);
+    }
+
+    /// Sets the node set used for placement of new writes and bumps the epoch.
+    pub fn set_members(&self, epoch: u64, ids: Vec<NodeId>) {
+        *self.members.write() = (epoch, ids);
+    }
+
+    /// Current placement of `address`'s shards.
+    pub fn placement(&self, address: &str) -> Result<(u64, Vec<NodeId>)> {
+        let (epoch, ids) = self.members.read().clone();
+        Ok((
+            epoch,
+            placement::place(address.as_bytes(), &ids, self.cfg.params.n())?,
+        ))
+    }
+
+    fn handles(&self, ids: &[NodeId]) -> Vec<(NodeId, Option<Arc<N>>)> {
+        let map = self.nodes.read();
+        ids.iter()
+            .map(|id| (id.clone(), map.get(id).cloned()))
+            .collect()
+    }
+
+    /// Writes one record of `address`.
+    pub fn put(&self, address: &str, record: Record) -> Result<PutReceipt> {
+        self.put_batch(address, &[record])
+    }
+
+    /// Writes several records of `address` packed into one stripe; acknowledged once the
+    /// write quorum of shards is durable.
+    pub fn put_batch(&self, address: &str, records: &[Record]) -> Result<PutReceipt> {
+        let params = self.cfg.params;
+        let (epoch, targets) = self.placement(address)?;
+        let handles = self.handles(&targets);
+        let packed = model::pack(records)?;
+        let stripe = coding::encode(params, &packed.payload)?;
+        let manifest = Manifest {
+            address: address.to_string(),
+            root: stripe.root,
+            params,
+            payload_len: stripe.payload_len,
+            epoch,
+            rows: packed.rows,
+        };
+        // refuse duplicates before writing anything (each node re-checks atomically)
+        'check: for (_, h) in &handles {
+            let Some(node) = h else { continue };
+            for (key, _) in &manifest.rows {
+                match node.row(address, key) {
+                    Ok(Some(existing)) if existing.root != stripe.root => {
+                        return Err(KvsError::Duplicate)
+                    }
+                    Ok(_) => {}
+                    Err(_) => continue 'check,
+                }
+            }
+            break;
+        }
+        let shards: Vec<Vec<u8>> = (0..params.n())
+            .map(|i| {
+                Ok(stripe
+                    .stored_shard(u8::try_from(i).map_err(|_| KvsError::Overflow("shard index"))?)?
+                    .encode())
+            })
+            .collect::<Result<_>>()?;
+        // all shard writes in parallel; the slowest healthy node bounds the latency
+        let results: Vec<(u8, NodeId, Result<()>)> = std::thread::scope(|scope| {
+            let tasks: Vec<_> = handles
+                .iter()
+                .zip(&shards)
+                .enumerate()
+                .map(|(i, ((id, handle), shard))| {
+                    let manifest = &manifest;
+                    let root = stripe.root;
+                    scope.spawn(move || {
+                        let index = u8::try_from(i).unwrap_or(u8::MAX);
+                        let res = match handle {
+                            Some(n) => n.put_shard(&root, index, shard, manifest),
+                            None => Err(KvsError::Unavailable(id.clone())),
+                        };
+                        (index, id.clone(), res)
+                    })
+                })
+                .collect();
+            tasks
+                .into_iter()
+                .map(|t| {
+                    t.join().unwrap_or_else(|_| {
+                        (
+                            u8::MAX,
+                            String::new(),
+                            Err(KvsError::Net("writer thread failed".into())),
+                        )
+                    })
+                })
+                .collect()
+        });
+        let mut durable = Vec::new();
+        let mut missing = Vec::new();
+        for (index, id, res) in results {
+            match res {
+                Ok(()) => durable.push((index, id)),
+                Err(KvsError::Duplicate) => return Err(KvsError::Duplicate),
+                Err(KvsError::NotAdmitted(a)) => return Err(KvsError::NotAdmitted(a)),
+                Err(e) => {
+                    warn!(node = %id, index, error = %e, "shard write failed");
+                    missing.push((index, id, e.to_string()));
+                }
+            }
+        }
+        if durable.len() < self.cfg.write_quorum {
+            return Err(KvsError::QuorumNotMet {
+                durable: durable.len(),
+                need: self.cfg.write_quorum,
+                missing: missing.iter().map(|(i, _, _)| *i).collect(),
+            });
+        }
+        let entries = packed
+            .hashes
+            .into_iter()
+            .map(|(k, dhash, size)| {
+                (
+                    k,
+                    IndexEntry {
+                        dhash,
+                        size,
+                        root: stripe.root,
+                        epoch,
+                        params,
+                        payload_len: stripe.payload_len,
+                    },
+                )
+            })
+            .collect();
+        Ok(PutReceipt {
+            entries,
+            durable,
+            missing,
+        })
+    }
+
+    fn find_row(&self, address: &str, key: &[u8]) -> Result<Option<RowEntry>> {
+        let (_, targets) = self.placement(address)?;
+        let mut reached = 0usize;
+        for (_, h) in self.handles(&targets) {
+            let Some(n) = h else { continue };
+            match n.row(address, key) {
+                Ok(Some(r)) => return Ok(Some(r)),
+                Ok(None) => reached = reached.saturating_add(1),
+                Err(e) => debug!(node = n.id(), error = %e, "row lookup failed"),
+            }
+        }
+        // rows of a stripe live on every holder; at least n-k+1 answers of "absent" mean absent
+        let need = usize::from(self.cfg.params.m).saturating_add(1);
+        if reached >= need {
+            Ok(None)
+        } else {
+            Err(KvsError::NotEnoughShards {
+                stripe: String::new(),
+                have: reached,
+                need,
+            })
+        }
+    }
+
+    /// Reads one record of `address`, only the named columns.
+    pub fn get(
+        &self,
+        address: &str,
+        key: &[u8],
+        columns: Columns<'_>,
+        stats: &mut ReadStats,
+    ) -> Result<Option<Cells>> {
+        stats.addresses_traversed = stats.addresses_traversed.saturating_add(1);
+        let Some(row) = self.find_row(address, key)? else {
+            return Ok(None);
+        };
+        let cells = self.read_cells(address, &row, columns, stats)?;
+        stats.rows = stats.rows.saturating_add(1);
+        Ok(Some(cells))
+    }
+
+    /// Reads one record and checks it against the chain's index entry (the index wins: a
+    /// disagreeing row is an error, and a full read must match the attested data hash).
+    pub fn get_checked(
+        &self,
+        address: &str,
+        key: &[u8],
+        columns: Columns<'_>,
+        entry: &IndexEntry,
+        stats: &mut ReadStats,
+    ) -> Result<Option<Cells>> {
+        stats.addresses_traversed = stats.addresses_traversed.saturating_add(1);
+        let Some(row) = self.find_row(address, key)? else {
+            return Ok(None);
+        };
+        if row.root != entry.root
+            || row.payload_len != entry.payload_len
+            || row.params != entry.params
+        {
+            return Err(KvsError::IndexMismatch("stripe root"));
+        }
+        let cells = self.read_cells(address, &row, columns, stats)?;
+        if columns.is_none() || row.cells.len() == columns.map_or(0, <[&str]>::len) {
+            let rec = Record {
+                key: key.to_vec(),
+                columns: cells.clone(),
+            };
+            if rec.dhash() != entry.dhash {
+                return Err(KvsError::IndexMismatch("data hash of content"));
+            }
+        }
+        stats.rows = stats.rows.saturating_add(1);
+        Ok(Some(cells))
+    }
+
+    /// Records of `address` with `start <= key < end`, in key order (one address traversed).
+    pub fn scan(
+        &self,
+        address: &str,
+        start: &[u8],
+        end: Option<&[u8]>,
+        columns: Columns<'_>,
+        limit: usize,
+        stats: &mut ReadStats,
+    ) -> Result<Vec<(Vec<u8>, Cells)>> {
+        stats.addresses_traversed = stats.addresses_traversed.saturating_add(1);
+        let rows = self.scan_rows(address, start, end, limit)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (key, row) in rows {
+            let cells = self.read_cells(address, &row, columns, stats)?;
+            stats.rows = stats.rows.saturating_add(1);
+            out.push((key, cells));
+        }
+        Ok(out)
+    }
+
+    /// Keys of `address` (one address traversed).
+    pub fn list_keys(&self, address: &str, stats: &mut ReadStats) -> Result<Vec<Vec<u8>>> {
+        stats.addresses_traversed = stats.addresses_traversed.saturating_add(1);
+        Ok(self
+            .scan_rows(address, &[], None, usize::MAX)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect())
+    }
+
+    /// Row entries from the union of the reachable placement nodes (a node may lag after
+    /// a partial write; merging m+1 answers covers every acknowledged row).
+    fn scan_rows(
+        &self,
+        address: &str,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, RowEntry)>> {
+        let (_, targets) = self.placement(address)?;
+        let mut merged: BTreeMap<Vec<u8>, RowEntry> = BTreeMap::new();
+        let mut answered = 0usize;
+        let need = usize::from(self.cfg.params.m).saturating_add(1);
+        for (_, h) in self.handles(&targets) {
+            let Some(n) = h else { continue };
+            match n.scan_rows(address, start, end, limit) {
+                Ok(rows) => {
+                    answered = answered.saturating_add(1);
+                    for (k, r) in rows {
+                        merged.entry(k).or_insert(r);
+                    }
+                    if answered >= need {
+                        break;
+                    }
+                }
+                Err(e) => debug!(node = n.id(), error = %e, "scan failed"),
+            }
+        }
+        if answered < need {
+            return Err(KvsError::NotEnoughShards {
+                stripe: String::new(),
+                have: answered,
+                need,
+            });
+        }
+        Ok(merged.into_iter().take(limit).collect())
+    }
+
+    fn read_cells(
+        &self,
+        address: &str,
+        row: &RowEntry,
+        columns: Columns<'_>,
+        stats: &mut ReadStats,
+    ) -> Result<Cells> {
+        let wanted: Vec<&model::CellSpan> = match columns {
+            None => row.cells.iter().collect(),
+            Some(names) => names
+                .iter()
+                .map(|n| {
+                    row.cells
+                        .iter()
+                        .find(|c| c.column == *n)
+                        .ok_or_else(|| KvsError::NoSuchColumn((*n).to_string()))
+                })
+                .collect::<Result<_>>()?,
+        };
+        let (_, targets) = self.placement(address)?;
+        match self.read_ranges(&targets, row, &wanted, stats) {
+            Ok(cells) => Ok(cells),
+            Err(e) => {
+                debug!(error = %e, "direct read failed, reconstructing");
+                stats.degraded = stats.degraded.saturating_add(1);
+                let payload = self.read_payload(&targets, row, stats)?;
+                let mut out = Cells::new();
+                for c in wanted {
+                    let start =
+                        usize::try_from(c.offset).map_err(|_| KvsError::Overflow("cell"))?;
+                    let end = start
+                        .checked_add(
+                            usize::try_from(c.len).map_err(|_| KvsError::Overflow("cell"))?,
+                        )
+                        .ok_or(KvsError::Overflow("cell"))?;
+                    let bytes = payload
+                        .get(start..end)
+                        .ok_or(KvsError::malformed("row entry", "cell outside payload"))?;
+                    out.insert(c.column.clone(), bytes.to_vec());
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Fetches only the cells' byte ranges from the data shards' nodes.
+    fn read_ranges(
+        &self,
+        targets: &[NodeId],
+        row: &RowEntry,
+        wanted: &[&model::CellSpan],
+        stats: &mut ReadStats,
+    ) -> Result<Cells> {
+        let handles = self.handles(targets);
+        let mut out = Cells::new();
+        for c in wanted {
+            let mut bytes = Vec::new();
+            for r in model::data_ranges(row.params, row.payload_len, c.offset, c.len)? {
+                let (id, h) = handles
+                    .get(usize::from(r.index))
+                    .ok_or(KvsError::malformed("placement", "short"))?;
+                let n = h
+                    .as_ref()
+                    .ok_or_else(|| KvsError::Unavailable(id.clone()))?;
+                let part = n
+                    .get_shard_range(&row.root, r.index, r.offset, r.len)?
+                    .ok_or_else(|| KvsError::Unavailable(id.clone()))?;
+                stats.bytes_fetched = stats.bytes_fetched.saturating_add(part.len() as u64);
+                bytes.extend_from_slice(&part);
+            }
+            out.insert(c.column.clone(), bytes);
+        }
+        Ok(out)
+    }
+
+    /// Collects `k` verified shards (placement first, then any node) and decodes the payload.
+    fn read_payload(
+        &self,
+        targets: &[NodeId],
+        row: &RowEntry,
+        stats: &mut ReadStats,
+    ) -> Result<Vec<u8>> {
+        let n = row.params.n();
+        let mut shards: Vec<Option<Vec<u8>>> = vec![None; n];
+        let mut have = 0usize;
+        let k = usize::from(row.params.k);
+        let all: Vec<NodeId> = self.nodes.read().keys().cloned().collect();
+        // pass 1: each index at its placement node; pass 2: any node for what is still missing
+        for pass in 0..2 {
+            for i in 0..n {
+                if have >= k {
+                    break;
+                }
+                if shards.get(i).is_some_and(Option::is_some) {
+                    continue;
+                }
+                let index = u8::try_from(i).map_err(|_| KvsError::Overflow("shard index"))?;
+                let candidates: Vec<NodeId> = if pass == 0 {
+                    targets.get(i).cloned().into_iter().collect()
+                } else {
+                    all.iter()
+                        .filter(|id| targets.get(i) != Some(id))
+                        .cloned()
+                        .collect()
+                };
+                for (id, h) in self.handles(&candidates) {
+                    let Some(node) = h else { continue };
+                    match node.get_shard(&row.root, index) {
+                        Ok(Some(s)) => {
+                            stats.bytes_fetched =
+                                stats.bytes_fetched.saturating_add(s.data.len() as u64);
+                            if let Some(slot) = shards.get_mut(i) {
+                                *slot = Some(s.data);
+                                have = have.saturating_add(1);
+                            }
+                            break;
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            debug!(node = %id, index, error = %e, "shard unusable, treated as erasure")
+                        }
+                    }
+                }
+            }
+        }
+        if have < k {
+            return Err(KvsError::NotEnoughShards {
+                stripe: hex::encode(row.root),
+                have,
+                need: k,
+            });
+        }
+        coding::decode(row.params, row.payload_len, shards)
+    }
+
+    /// Rebuilds all shards of a stripe from `k` verified ones.
+    fn rebuild_stripe(
+        &self,
+        root: &Hash,
+        params: CodingParams,
+        holders: &BTreeMap<u8, BTreeSet<NodeId>>,
+    ) -> Result<Stripe> {
+        let n = params.n();
+        let mut shards: Vec<Option<Vec<u8>>> = vec![None; n];
+        let mut payload_len = None;
+        let mut have = 0usize;
+        for (index, nodes) in holders {
+            if have >= usize::from(params.k) {
+                break;
+            }
+            for (_, h) in self.handles(&nodes.iter().cloned().collect::<Vec<_>>()) {
+                let Some(node) = h else { continue };
+                if let Ok(Some(s)) = node.get_shard(root, *index) {
+                    payload_len = Some(s.payload_len);
+                    if let Some(slot) = shards.get_mut(usize::from(*index)) {
+                        *slot = Some(s.data);
+                        have = have.saturating_add(1);
+                    }
+                    break;
+                }
+            }
+        }
+        let payload_len = payload_len.ok_or(KvsError::NotEnoughShards {
+            stripe: hex::encode(root),
+            have,
+            need: params.k.into(),
+        })?;
+        coding::reconstruct(params, &mut shards)?;
+        let shards: Vec<Vec<u8>> = shards.into_iter().map(Option::unwrap_or_default).collect();
+        let shard_hashes: Vec<Hash> = shards
+            .iter()
+            .enumerate()
+            .map(|(i, s)| merkle::shard_hash(u8::try_from(i).unwrap_or(u8::MAX), s))
+            .collect();
+        let rebuilt_root = merkle::root(&shard_hashes);
+        if &rebuilt_root != root {
+            return Err(KvsError::CorruptShard {
+                stripe: hex::encode(root),
+                index: u8::MAX,
+            });
+        }
+        Ok(Stripe {
+            params,
+            payload_len,
+            root: rebuilt_root,
+            shard_hashes,
+            shards,
+        })
+    }
+
+    /// One repair round: scrub reachable nodes (discarding corrupt shards), plan against
+    /// `states` at time `now`, and run the plan.
+    pub fn repair(
+        &self,
+        states: &BTreeMap<NodeId, NodeState>,
+        now: u64,
+        rcfg: &RepairConfig,
+    ) -> Result<RepairReport> {
+        let mut report = RepairReport::default();
+        let nodes: Vec<Arc<N>> = self.nodes.read().values().cloned().collect();
+        let mut holders: BTreeMap<Hash, BTreeMap<u8, BTreeSet<NodeId>>> = BTreeMap::new();
+        let mut manifests: BTreeMap<Hash, (Manifest, CodingParams)> = BTreeMap::new();
+        for node in &nodes {
+            if !matches!(states.get(node.id()), Some(NodeState::Up)) {
+                continue;
+            }
+            let Ok(corrupt) = node.scrub() else { continue };
+            for (root, index) in corrupt {
+                warn!(node = node.id(), index, stripe = %hex::encode(root), "discarding corrupt shard");
+                node.delete_shard(&root, index)?;
+                report.corrupt_discarded = report.corrupt_discarded.saturating_add(1);
+            }
+            for (root, index) in node.inventory()? {
+                holders
+                    .entry(root)
+                    .or_default()
+                    .entry(index)
+                    .or_default()
+                    .insert(node.id().to_string());
+                if let std::collections::btree_map::Entry::Vacant(slot) = manifests.entry(root) {
+                    if let Some(m) = node.manifest(&root)? {
+                        let params = m.params;
+                        slot.insert((m, params));
+                    }
+                }
+            }
+        }
+        // nodes down within their grace period keep the holdings they last reported
+        {
+            let mut known = self.known.write();
+            for node in &nodes {
+                let id = node.id();
+                match states.get(id) {
+                    Some(NodeState::Up) => {
+                        let inv: Vec<(Hash, u8)> = holders
+                            .iter()
+                            .flat_map(|(r, h)| {
+                                h.iter()
+                                    .filter(|(_, ns)| ns.contains(id))
+                                    .map(move |(i, _)| (*r, *i))
+                            })
+                            .collect();
+                        known.insert(id.to_string(), inv);
+                    }
+                    Some(NodeState::Down { .. }) => {
+                        for (root, index) in known.get(id).cloned().unwrap_or_default() {
+                            holders
+                                .entry(root)
+                                .or_default()
+                                .entry(index)
+                                .or_default()
+                                .insert(id.to_string());
+                        }
+                    }
+                    _ => {
+                        known.remove(id);
+                    }
+                }
+            }
+        }
+        let mut stripes: Vec<StripeState> = holders
+            .into_iter()
+            .filter_map(|(root, h)| {
+                manifests.get(&root).map(|(m, params)| StripeState {
+                    root,
+                    address: m.address.clone(),
+                    params: *params,
+                    holders: h,
+                })
+            })
+            .collect();
+        repair::forget_dead(&mut stripes, states, now, rcfg);
+        let plan = repair::plan(&stripes, states, now, rcfg);
+        report.unrecoverable = plan.unrecoverable.clone();
+        let by_root: BTreeMap<Hash, &StripeState> = stripes.iter().map(|s| (s.root, s)).collect();
+        let mut rebuilt: BTreeMap<Hash, Stripe> = BTreeMap::new();
+        for action in &plan.actions {
+            let res = self.run_action(action, &by_root, &manifests, &mut rebuilt);
+            match (res, action) {
+                (Ok(()), RepairAction::Rebuild { .. }) => {
+                    report.rebuilt = report.rebuilt.saturating_add(1)
+                }
+                (Ok(()), RepairAction::Move { .. }) => {
+                    report.moved = report.moved.saturating_add(1)
+                }
+                (Ok(()), RepairAction::Drop { .. }) => {
+                    report.dropped = report.dropped.saturating_add(1)
+                }
+                (Err(e), a) => {
+                    warn!(?a, error = %e, "repair action failed");
+                    report.failed = report.failed.saturating_add(1);
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    fn run_action(
+        &self,
+        action: &RepairAction,
+        stripes: &BTreeMap<Hash, &StripeState>,
+        manifests: &BTreeMap<Hash, (Manifest, CodingParams)>,
+        rebuilt: &mut BTreeMap<Hash, Stripe>,
+    ) -> Result<()> {
+        let node = |id: &str| {
+            self.node(id)
+                .ok_or_else(|| KvsError::Unavailable(id.to_string()))
+        };
+        match action {
+            RepairAction::Rebuild {
+                root,
+                index,
+                target,
+            } => {
+                let st = stripes
+                    .get(root)
+                    .ok_or(KvsError::malformed("repair", "unknown stripe"))?;
+                let (manifest, params) = manifests
+                    .get(root)
+                    .ok_or(KvsError::malformed("repair", "no manifest"))?;
+                if !rebuilt.contains_key(root) {
+                    let s = self.rebuild_stripe(root, *params, &st.holders)?;
+                    rebuilt.insert(*root, s);
+                }
+                let s = rebuilt
+                    .get(root)
+                    .ok_or(KvsError::malformed("repair", "rebuild lost"))?;
+                node(target)?.put_shard(root, *index, &s.stored_shard(*index)?.encode(), manifest)
+            }
+            RepairAction::Move {
+                root,
+                index,
+                from,
+                to,
+            } => {
+                let (manifest, _) = manifests
+                    .get(root)
+                    .ok_or(KvsError::malformed("repair", "no manifest"))?;
+                let src = node(from)?;
+                let shard: StoredShard = src
+                    .get_shard(root, *index)?
+                    .ok_or_else(|| KvsError::Unavailable(from.clone()))?;
+                node(to)?.put_shard(root, *index, &shard.encode(), manifest)?;
+                src.delete_shard(root, *index)
+            }
+            RepairAction::Drop {
+                root,
+                index,
+                node: id,
+            } => node(id)?.delete_shard(root, *index),
+        }
+    }
+
+    /// Audits `node_id` with `ch` against `entry` and records the outcome in `ledger`.
+    pub fn audit(
+        &self,
+        node_id: &str,
+        ch: &Challenge,
+        entry: &IndexEntry,
+        ledger: &AuditLedger,
+    ) -> Result<AuditOutcome> {
+        let outcome = match self.node(node_id).map(|n| n.answer_audit(ch)) {
+            None | Some(Err(KvsError::Unavailable(_))) => AuditOutcome::Missed,
+            Some(Err(_)) => AuditOutcome::Failed,
+            Some(Ok(proof)) if audit::verify(ch, entry, &proof) => AuditOutcome::Passed,
+            Some(Ok(_)) => AuditOutcome::Failed,
+        };
+        ledger.record(node_id, ch, outcome)?;
+        Ok(outcome)
+    }
+}
