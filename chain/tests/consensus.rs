@@ -855,6 +855,19 @@ fn next_height_messages_are_buffered_and_replayed() {
         )))
         .unwrap();
     }
+    // Next-height messages are checked against the current set before being kept.
+    let mut forged = net.vote_at(o[0], 2, 0, VoteType::Prevote, None);
+    forged.signature = net.vote_at(o[1], 2, 0, VoteType::Prevote, None).signature;
+    assert_eq!(
+        core.handle(Input::Vote(forged)).unwrap_err(),
+        ConsensusError::InvalidSignature
+    );
+    let mut outsider = net.vote_at(o[0], 2, 0, VoteType::Prevote, None);
+    outsider.vote.validator = ValidatorAddress([0xee; 20]);
+    assert_eq!(
+        core.handle(Input::Vote(outsider)).unwrap_err(),
+        ConsensusError::UnknownValidator
+    );
     let mut next = net.set.clone();
     next.advance();
     let outs = core.start_height(2, next);

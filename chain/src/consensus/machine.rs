@@ -371,19 +371,32 @@ impl<C: Context> Consensus<C> {
         Ok(out)
     }
 
+    /// Keeps a next-height message for when that height starts. Only messages signed by a
+    /// member of the current set are kept (the set usually carries over; a message from a
+    /// validator joining at an epoch boundary is simply re-gossiped later), so outsiders cannot
+    /// fill the bounded buffer.
     fn buffer_or_refuse(
         &mut self,
         height: C::Height,
+        signer: &C::Address,
+        sign_bytes: &[u8],
+        signature: &C::Signature,
         input: Input<C>,
     ) -> Result<(), ConsensusError> {
-        if self.height.next() == Some(height) {
-            if self.future.len() < self.params.future_buffer {
-                self.future.push(input);
-            }
-            Ok(())
-        } else {
-            Err(ConsensusError::WrongHeight)
+        if self.height.next() != Some(height) {
+            return Err(ConsensusError::WrongHeight);
         }
+        let member = self
+            .validators
+            .get(signer)
+            .ok_or(ConsensusError::UnknownValidator)?;
+        if !self.ctx.verify(&member.public_key, sign_bytes, signature) {
+            return Err(ConsensusError::InvalidSignature);
+        }
+        if self.future.len() < self.params.future_buffer && !self.future.contains(&input) {
+            self.future.push(input);
+        }
+        Ok(())
     }
 
     fn check_round(&self, round: Round) -> Result<(), ConsensusError> {
@@ -403,8 +416,10 @@ impl<C: Context> Consensus<C> {
             return Err(ConsensusError::WrongInstance);
         }
         if p.height != self.height {
-            let h = p.height;
-            return self.buffer_or_refuse(h, Input::Proposal(sp));
+            let (h, signer) = (p.height, p.proposer.clone());
+            let bytes = self.ctx.proposal_sign_bytes(p);
+            let signature = sp.signature.clone();
+            return self.buffer_or_refuse(h, &signer, &bytes, &signature, Input::Proposal(sp));
         }
         if self.step == Step::Commit {
             return Ok(());
@@ -456,8 +471,10 @@ impl<C: Context> Consensus<C> {
             return Err(ConsensusError::WrongInstance);
         }
         if v.height != self.height {
-            let h = v.height;
-            return self.buffer_or_refuse(h, Input::Vote(sv));
+            let (h, signer) = (v.height, v.validator.clone());
+            let bytes = self.ctx.vote_sign_bytes(v);
+            let signature = sv.signature.clone();
+            return self.buffer_or_refuse(h, &signer, &bytes, &signature, Input::Vote(sv));
         }
         if self.step == Step::Commit {
             return Ok(());
