@@ -82,14 +82,12 @@ impl Vid {
         &self.0
     }
 
-    /// `len(vid) ‖ vid`, the unambiguous form used inside MAC inputs.
-    fn framed(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.0.len().saturating_add(4));
+    /// Feeds `len(vid) ‖ vid`, the unambiguous form used inside MAC inputs.
+    fn feed(&self, mac: &mut HmacSha256) {
         // The length is at most MAX_VID_LEN, so it always fits a u32.
         let len = u32::try_from(self.0.len()).unwrap_or(u32::MAX);
-        out.extend_from_slice(&len.to_be_bytes());
-        out.extend_from_slice(self.0.as_bytes());
-        out
+        mac.update(&len.to_be_bytes());
+        mac.update(self.0.as_bytes());
     }
 }
 
@@ -182,6 +180,28 @@ impl RecordDate {
             });
         }
         Self::new(self.year.checked_add(1)?, 1, 1).ok()
+    }
+
+    /// The eight ASCII digits `YYYYMMDD`.
+    pub fn digits(self) -> [u8; 8] {
+        let mut out = [b'0'; 8];
+        let fields = [
+            (u32::from(self.year), 4usize),
+            (u32::from(self.month), 2),
+            (u32::from(self.day), 2),
+        ];
+        let mut pos = 0usize;
+        for (value, width) in fields {
+            let mut v = value;
+            for i in (0..width).rev() {
+                if let Some(slot) = out.get_mut(pos.saturating_add(i)) {
+                    *slot = b'0'.saturating_add(u8::try_from(v % 10).unwrap_or(0));
+                }
+                v /= 10;
+            }
+            pos = pos.saturating_add(width);
+        }
+        out
     }
 
     /// Year.
@@ -300,7 +320,7 @@ pub fn pool_account(keys: &HdKeys, vid: &Vid, attempt: u32) -> Result<u32> {
         .map_err(|e| WalletError::Derivation(e.to_string()))?;
     let mut mac = mac_with(k_acct.as_slice())?;
     mac.update(POOL_ACCOUNT_DOMAIN);
-    mac.update(&vid.framed());
+    vid.feed(&mut mac);
     mac.update(&attempt.to_be_bytes());
     let tag = mac.finalize().into_bytes();
     let mut word = [0u8; 4];
@@ -378,8 +398,8 @@ pub fn deduct_index(
     }
     let mut mac = mac_with(seed.as_bytes())?;
     mac.update(DEDUCT_DOMAIN);
-    mac.update(&vid.framed());
-    mac.update(date.to_string().as_bytes());
+    vid.feed(&mut mac);
+    mac.update(&date.digits());
     let tag = mac.finalize().into_bytes();
     let mut head = [0u8; 16];
     for (dst, src) in head.iter_mut().zip(tag.iter()) {
@@ -482,6 +502,11 @@ mod tests {
             "20240229"
         );
         assert!(RecordDate::parse("99991231").unwrap().succ().is_none());
+        assert_eq!(
+            &RecordDate::parse("00010203").unwrap().digits(),
+            b"00010203"
+        );
+        assert_eq!(&dec31.digits(), b"20231231");
     }
 
     #[test]
@@ -702,6 +727,7 @@ mod tests {
         fn date_text_round_trips(y in 1u16..=9999, m in 1u8..=12, day in 1u8..=31) {
             if let Ok(d) = RecordDate::new(y, m, day) {
                 proptest::prop_assert_eq!(RecordDate::parse(&d.to_string()).unwrap(), d);
+                proptest::prop_assert_eq!(d.to_string().into_bytes(), d.digits().to_vec());
             }
         }
     }
