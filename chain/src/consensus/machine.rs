@@ -151,7 +151,7 @@ pub struct Consensus<C: Context> {
     step: Step,
     locked: Option<Locked<C>>,
     valid: Option<Locked<C>>,
-    proposals: BTreeMap<Round, SignedProposal<C>>,
+    proposals: BTreeMap<Round, (SignedProposal<C>, C::ValueId)>,
     proposal_ids: BTreeSet<C::ValueId>,
     validity: BTreeMap<C::ValueId, bool>,
     pending_validation: BTreeSet<C::ValueId>,
@@ -293,6 +293,7 @@ impl<C: Context> Consensus<C> {
         let proposal = self
             .proposals
             .get(&round)
+            .map(|(p, _)| p)
             .filter(|p| &p.proposal.proposer == me);
         (proposal, self.keeper.votes_by(round, me).collect())
     }
@@ -306,15 +307,16 @@ impl<C: Context> Consensus<C> {
         let proposal = self
             .proposals
             .get(&self.round)
+            .map(|(p, _)| p)
             .filter(|p| self.me.as_ref() == Some(&p.proposal.proposer));
         let mut votes: Vec<&SignedVote<C>> = match &self.me {
             Some(me) => self.keeper.votes_by(self.round, me).collect(),
             None => Vec::new(),
         };
         let mut proofs = Vec::new();
-        if let Some(p) = self.proposals.get(&self.round) {
+        if let Some((p, id)) = self.proposals.get(&self.round) {
             if let Some(vr) = p.proposal.pol_round {
-                proofs.push((vr, Some(self.ctx.value_id(&p.proposal.value))));
+                proofs.push((vr, Some(id.clone())));
             }
         }
         if let Some((vr, _, id)) = &self.valid {
@@ -431,7 +433,7 @@ impl<C: Context> Consensus<C> {
         if self.validators.proposer(p.round) != &p.proposer {
             return Err(ConsensusError::NotProposer);
         }
-        if let Some(existing) = self.proposals.get(&p.round) {
+        if let Some((existing, _)) = self.proposals.get(&p.round) {
             if existing == &sp {
                 return Ok(());
             }
@@ -456,8 +458,8 @@ impl<C: Context> Consensus<C> {
                 value: p.value.clone(),
             });
         }
-        self.proposal_ids.insert(id);
-        self.proposals.insert(p.round, sp);
+        self.proposal_ids.insert(id.clone());
+        self.proposals.insert(p.round, (sp, id));
         Ok(())
     }
 
@@ -662,13 +664,12 @@ impl<C: Context> Consensus<C> {
     /// A proposal and +2/3 precommits for its value in the same round: decide.
     fn try_decide(&mut self, out: &mut Vec<Output<C>>) -> bool {
         let total = self.validators.total_power();
-        let found = self.proposals.iter().find_map(|(round, sp)| {
-            let id = self.ctx.value_id(&sp.proposal.value);
+        let found = self.proposals.iter().find_map(|(round, (sp, id))| {
             let power = self
                 .keeper
                 .power_for(*round, VoteType::Precommit, &Some(id.clone()));
-            (self.is_valid(&id) == Some(true) && is_quorum(power, total))
-                .then(|| (*round, sp.proposal.value.clone(), id))
+            (self.is_valid(id) == Some(true) && is_quorum(power, total))
+                .then(|| (*round, sp.proposal.value.clone(), id.clone()))
         });
         let Some((round, value, id)) = found else {
             return false;
@@ -717,10 +718,10 @@ impl<C: Context> Consensus<C> {
         if self.step != Step::Propose {
             return false;
         }
-        let Some(sp) = self.proposals.get(&self.round) else {
+        let Some((sp, id)) = self.proposals.get(&self.round) else {
             return false;
         };
-        let id = self.ctx.value_id(&sp.proposal.value);
+        let id = id.clone();
         let Some(valid) = self.is_valid(&id) else {
             return false;
         };
@@ -763,10 +764,10 @@ impl<C: Context> Consensus<C> {
         {
             return false;
         }
-        let Some(sp) = self.proposals.get(&self.round) else {
+        let Some((sp, id)) = self.proposals.get(&self.round) else {
             return false;
         };
-        let id = self.ctx.value_id(&sp.proposal.value);
+        let id = id.clone();
         let power = self
             .keeper
             .power_for(self.round, VoteType::Prevote, &Some(id.clone()));
