@@ -1119,6 +1119,10 @@ mod driver {
             precommit.extend(broadcasts(&e));
         }
         assert_eq!(store.wal.len(), 2);
+        // A re-gossiped copy is neither processed nor logged again.
+        let copy = Input::Vote(net.vote(o[0], 0, VoteType::Prevote, Some(id(&value))));
+        assert!(d.handle(copy, &mut App, &mut store).unwrap().is_empty());
+        assert_eq!(store.wal.len(), 2);
 
         // Crash: a fresh driver replays the log and re-signs exactly the same messages.
         let mut again = Driver::new(SimContext, Params::new(I), key, 1, net.set.clone());

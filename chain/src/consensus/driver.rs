@@ -191,7 +191,8 @@ impl<C: Context, S: Signer<C>> Driver<C, S> {
     }
 
     /// Processes an external input (a message from a peer, a timer, a synced commit); logs it
-    /// to the write-ahead log once accepted.
+    /// to the write-ahead log once accepted. Re-gossiped copies of held messages are dropped
+    /// without logging, so the log stays bounded by the height's distinct messages.
     ///
     /// # Errors
     /// The core refused the input; nothing changed and nothing was logged.
@@ -201,6 +202,9 @@ impl<C: Context, S: Signer<C>> Driver<C, S> {
         app: &mut impl Application<C>,
         store: &mut impl ConsensusStore<C>,
     ) -> Result<Vec<Effect<C>>, ConsensusError> {
+        if self.core.is_duplicate(&input) {
+            return Ok(Vec::new());
+        }
         let outs = self.core.handle(input.clone())?;
         store.append_input(&input);
         Ok(self.run(outs, app, store))

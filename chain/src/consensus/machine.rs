@@ -337,6 +337,26 @@ impl<C: Context> Consensus<C> {
         (proposal, votes)
     }
 
+    /// Whether `input` is a message already held (a re-gossiped copy): processing it again
+    /// would change nothing, so hosts need not log or process it.
+    pub fn is_duplicate(&self, input: &Input<C>) -> bool {
+        match input {
+            Input::Vote(v) => {
+                (v.vote.height == self.height && self.keeper.contains(v))
+                    || self.future.contains(input)
+            }
+            Input::Proposal(p) => {
+                (p.proposal.height == self.height
+                    && self
+                        .proposals
+                        .get(&p.proposal.round)
+                        .is_some_and(|(held, _)| held == p))
+                    || self.future.contains(input)
+            }
+            _ => false,
+        }
+    }
+
     /// Processes one input.
     ///
     /// # Errors

@@ -87,7 +87,7 @@ pub struct SimConfig {
     /// Whether restarted nodes replay their write-ahead log (false models amnesia: only the
     /// signing guard survives, which must still prevent double-signing).
     pub replay_wal: bool,
-    /// Whether honest nodes sign through their durable [`SigningGuard`] (turning it off shows
+    /// Whether honest nodes sign through their durable [`crate::consensus::SigningGuard`] (turning it off shows
     /// that the double-sign check catches what the guard prevents).
     pub signing_guard: bool,
     /// Global stabilisation time: partitions heal, loss stops.
