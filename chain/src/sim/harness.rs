@@ -18,7 +18,7 @@ use crate::consensus::secp::{self, tagged_hash, ValidatorAddress};
 use crate::consensus::{
     Application, ConsensusError, ConsensusMessage, ConsensusStore, Context, Decision, Driver,
     Effect, Evidence, Input, InstanceId, MemoryStore, Params, Round, SignStep, SignedProposal,
-    SignedVote, Signer, Step, Timeout, TimeoutConfig, Validator, ValidatorSet, VoteType,
+    SignedVote, Signer, Step, Timeout, TimeoutConfig, Validator, ValidatorSet, Vote, VoteType,
 };
 
 /// How a simulated validator behaves.
@@ -1256,6 +1256,30 @@ impl<'a> Sim<'a> {
                     self.send(i, j, g, true);
                 }
             }
+            // Authentic but useless: signed votes for far rounds and the next heights, which
+            // the bounds on rounds and on the next-height buffer must absorb.
+            let round = match self.rng.gen_range(0..3) {
+                0 => self.rng.gen_range(0..1_000),
+                1 => self.rng.gen(),
+                _ => round.saturating_add(1),
+            };
+            let vote = Vote {
+                instance: INSTANCE,
+                height: height.saturating_add(self.rng.gen_range(0..3)),
+                round: Round(round),
+                vote_type: if self.rng.gen() {
+                    VoteType::Prevote
+                } else {
+                    VoteType::Precommit
+                },
+                value: None,
+                validator: self.nodes[i].signer.address,
+            };
+            let signed = SignedVote {
+                signature: self.nodes[i].signer.sign(&self.ctx.vote_sign_bytes(&vote)),
+                vote,
+            };
+            self.broadcast(i, &Message::Vote(signed));
         }
     }
 
