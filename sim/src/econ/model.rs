@@ -139,37 +139,80 @@ struct ChunkOut {
     agent_income: Vec<u64>,
     agent_stored: Vec<u64>,
     sales_paid: u64,
+    bytes_put: u128,
     blocked: u64,
     tokens: u64,
     credits: u64,
 }
 
-/// Settles one chunk of cars in index order, minting at most `allowance` in total.
+/// A car's fee and bytes for the step, from its index, stored bytes and agent.
+fn car_step(
+    iss: &Issuance,
+    beh: &Behaviour,
+    modes: &[StorageMode],
+    (i, mean_m, stored, agent): (usize, u32, u64, u16),
+    d0: u32,
+    k: u32,
+) -> anyhow::Result<(u64, u64)> {
+    let (mut by, mut m) = (0u64, 0u64);
+    for d in d0..d0 + k {
+        let (x, y) = beh.car_day(i, mean_m, d);
+        by = by.saturating_add(x);
+        m = m.saturating_add(y);
+    }
+    let mode = modes
+        .get(usize::from(agent))
+        .copied()
+        .unwrap_or(StorageMode::Private);
+    let put = iss.fee(&DataOp::Put {
+        bytes: by,
+        metres: m,
+    })?;
+    let store = iss.fee(&DataOp::Store {
+        bytes: stored,
+        epochs: u64::from(k),
+        mode,
+    })?;
+    let fee = put.checked_add(store).context("fee above cap")?;
+    Ok((fee.to_base_units(), by))
+}
+
+/// Settles one chunk of cars in index order, minting at most `allowance` in total. Each car
+/// first receives its share of the data sale for the bytes it put in the previous step
+/// (`last_bytes`), then pays the step's fee from `activity` and, if it could pay, stores the
+/// new bytes.
 #[allow(clippy::too_many_arguments)]
-fn settle_chunk(
+fn settle_chunk<F>(
+    base: usize,
     bal: &mut [AccountBalance],
     stored: &mut [u64],
+    last_bytes: &mut [u64],
     agent: &[u16],
-    fee: &[u64],
-    bytes: &[u64],
+    activity: F,
     mut allowance: Amount,
     rate_fp: u128,
     n_agents: usize,
-) -> anyhow::Result<ChunkOut> {
+) -> anyhow::Result<ChunkOut>
+where
+    F: Fn(usize, u64, u16) -> anyhow::Result<(u64, u64)>,
+{
     let mut out = ChunkOut {
         agent_income: vec![0; n_agents],
         agent_stored: vec![0; n_agents],
         ..ChunkOut::default()
     };
-    for ((((b, s), a), f), by) in bal
+    for (j, (((b, s), lb), a)) in bal
         .iter_mut()
         .zip(stored.iter_mut())
+        .zip(last_bytes.iter_mut())
         .zip(agent)
-        .zip(fee)
-        .zip(bytes)
+        .enumerate()
     {
-        let f = amt(*f)?;
-        match Issuance::settle_payment(b, f, true, allowance) {
+        let share = u64::try_from((u128::from(*lb) * rate_fp) >> 32).context("sale share")?;
+        b.deposit(amt(share)?)?;
+        out.sales_paid = out.sales_paid.checked_add(share).context("overflow")?;
+        let (f, by) = activity(base + j, *s, *a)?;
+        match Issuance::settle_payment(b, amt(f)?, true, allowance) {
             Ok(st) => {
                 allowance = allowance.saturating_sub(st.minted_to_payer);
                 out.totals.add(&st)?;
@@ -180,15 +223,16 @@ fn settle_chunk(
                         .context("overflow")?;
                 }
                 if let Some(x) = out.agent_stored.get_mut(ai) {
-                    *x = x.saturating_add(*by);
+                    *x = x.saturating_add(by);
                 }
-                *s = s.saturating_add(*by);
-                let share = (u128::from(*by) * rate_fp) >> 32;
-                let share = u64::try_from(share).context("sale share overflow")?;
-                b.deposit(amt(share)?)?;
-                out.sales_paid = out.sales_paid.checked_add(share).context("overflow")?;
+                *s = s.saturating_add(by);
+                *lb = by;
+                out.bytes_put += u128::from(by);
             }
-            Err(tokenomics::Error::InsufficientFunds { .. }) => out.blocked += 1,
+            Err(tokenomics::Error::InsufficientFunds { .. }) => {
+                *lb = 0;
+                out.blocked += 1;
+            }
             Err(e) => return Err(e.into()),
         }
         out.tokens = out
@@ -233,7 +277,10 @@ pub struct World {
     car_stored: Vec<u64>,
     car_mean_m: Vec<u32>,
     car_agent: Vec<u16>,
-    fee_buf: Vec<u64>,
+    last_bytes_total: u128,
+    sum_stored: u128,
+    sum_mean_m: u128,
+    /// Bytes each car put in the previous step (what the data market sells next).
     bytes_buf: Vec<u64>,
     // agents
     agent_bal: Vec<AccountBalance>,
@@ -285,7 +332,9 @@ impl World {
             car_stored: Vec::with_capacity(cap),
             car_mean_m: Vec::with_capacity(cap),
             car_agent: Vec::with_capacity(cap),
-            fee_buf: Vec::with_capacity(cap),
+            last_bytes_total: 0,
+            sum_stored: 0,
+            sum_mean_m: 0,
             bytes_buf: Vec::with_capacity(cap),
             agent_bal: vec![AccountBalance::default(); n_agents],
             agent_shared,
@@ -334,14 +383,44 @@ impl World {
             b.receive_grant(self.iss.register_device()?)?;
             self.car_bal.push(b);
             self.car_stored.push(0);
-            self.car_mean_m
-                .push((km * 1000.0).min(f64::from(u32::MAX)) as u32);
+            let mean_m = (km * 1000.0).min(f64::from(u32::MAX)) as u32;
+            self.car_mean_m.push(mean_m);
+            self.sum_mean_m += u128::from(mean_m);
             self.car_agent
                 .push(u16::try_from(splitmix(h) % n_agents).context("agent index")?);
-            self.fee_buf.push(0);
             self.bytes_buf.push(0);
         }
         Ok(())
+    }
+
+    /// An upper bound on the total fees of the next step's `n` cars, from aggregates: each car
+    /// drives at most 1.75 × its mean distance a day, and rounding up adds under one base unit
+    /// per car and fee. `u128::MAX` if the bound itself overflows.
+    fn fee_bound(&self, n: usize, k: u32) -> anyhow::Result<u128> {
+        let n = n as u128;
+        let k = u128::from(k);
+        let metres = k * ((self.sum_mean_m * 114_686) >> 16);
+        let bytes =
+            k * n * u128::from(self.beh.idle) + metres * u128::from(self.beh.bytes_per_km) / 1000;
+        let (Ok(bytes), Ok(metres), Ok(stored)) = (
+            u64::try_from(bytes),
+            u64::try_from(metres),
+            u64::try_from(self.sum_stored),
+        ) else {
+            return Ok(u128::MAX);
+        };
+        let put = self.iss.fee(&DataOp::Put { bytes, metres });
+        let store = self.iss.fee(&DataOp::Store {
+            bytes: stored,
+            epochs: u64::try_from(k)?,
+            mode: StorageMode::Private,
+        });
+        match (put, store) {
+            (Ok(p), Ok(s)) => {
+                Ok(u128::from(p.to_base_units()) + u128::from(s.to_base_units()) + 2 * n)
+            }
+            _ => Ok(u128::MAX),
+        }
     }
 
     /// Advances one step (`step_days` days, clipped to the horizon) and reports it.
@@ -352,9 +431,14 @@ impl World {
         let n = self.car_bal.len();
         let n_agents = self.agent_bal.len();
 
-        // Pass 1: each car's activity and fee for the step.
+        // The data market on the data put in the previous step, and token purchases.
+        let market = self.market(d0, k, self.last_bytes_total)?;
+        let escrow_tokens = u128::from(self.escrow.tokens().to_base_units());
+        let rate_fp = (escrow_tokens << 32)
+            .checked_div(self.last_bytes_total)
+            .unwrap_or(0);
+
         let beh = self.beh;
-        let iss = &self.iss;
         let modes: Vec<StorageMode> = self
             .agent_shared
             .iter()
@@ -366,94 +450,110 @@ impl World {
                 }
             })
             .collect();
-        let pass1: Vec<(u128, u128)> = self.fee_buf[..n]
-            .par_chunks_mut(CHUNK)
-            .zip(self.bytes_buf[..n].par_chunks_mut(CHUNK))
-            .enumerate()
-            .map(|(c, (fees, bytes))| -> anyhow::Result<(u128, u128)> {
-                let base = c * CHUNK;
-                let (mut fs, mut bs) = (0u128, 0u128);
-                for (j, (f, b)) in fees.iter_mut().zip(bytes.iter_mut()).enumerate() {
-                    let i = base + j;
-                    let (mut by, mut m) = (0u64, 0u64);
-                    for d in d0..d0 + k {
-                        let (x, y) = beh.car_day(i, self.car_mean_m[i], d);
-                        by = by.saturating_add(x);
-                        m = m.saturating_add(y);
-                    }
-                    let mode = modes[usize::from(self.car_agent[i])];
-                    let put = iss.fee(&DataOp::Put {
-                        bytes: by,
-                        metres: m,
-                    })?;
-                    let store = iss.fee(&DataOp::Store {
-                        bytes: self.car_stored[i],
-                        epochs: u64::from(k),
-                        mode,
-                    })?;
-                    let fee = put.checked_add(store).context("fee above cap")?;
-                    *f = fee.to_base_units();
-                    *b = by;
-                    fs += u128::from(*f);
-                    bs += u128::from(by);
-                }
-                Ok((fs, bs))
-            })
-            .collect::<anyhow::Result<_>>()?;
-        let fee_total: u128 = pass1.iter().map(|p| p.0).sum();
-        let bytes_total: u128 = pass1.iter().map(|p| p.1).sum();
-
-        // The data market and token purchases.
-        let market = self.market(d0, k, bytes_total)?;
-
-        // Pass 2: settle fees (mirror mint), store data, pay data sales.
-        let escrow_tokens = u128::from(self.escrow.tokens().to_base_units());
-        let rate_fp = (escrow_tokens << 32).checked_div(bytes_total).unwrap_or(0);
         let remaining = self.iss.automatic_remaining();
-        let outs: Vec<ChunkOut> = if fee_total <= u128::from(remaining.to_base_units()) {
-            let agent = &self.car_agent[..n];
-            let fees = &self.fee_buf[..n];
-            let bytes = &self.bytes_buf[..n];
+        let iss = &self.iss;
+        let mean = &self.car_mean_m[..n];
+        let agent = &self.car_agent[..n];
+        let outs: Vec<ChunkOut> = if self.fee_bound(n, k)? <= u128::from(remaining.to_base_units())
+        {
+            // Far from exhaustion: every car gets its full mirror mint, so one fused parallel
+            // pass computes activity, fees and settlement.
             self.car_bal[..n]
                 .par_chunks_mut(CHUNK)
                 .zip(self.car_stored[..n].par_chunks_mut(CHUNK))
-                .zip(pass1.par_iter())
+                .zip(self.bytes_buf[..n].par_chunks_mut(CHUNK))
                 .enumerate()
-                .map(|(c, ((bal, st), p1))| {
-                    let r = c * CHUNK..(c * CHUNK + bal.len());
-                    let allowance = amt(u64::try_from(p1.0).context("fee sum")?)?;
+                .map(|(c, ((bal, st), lb))| {
+                    let base = c * CHUNK;
+                    let ag = &agent[base..base + bal.len()];
                     settle_chunk(
+                        base,
                         bal,
                         st,
-                        &agent[r.clone()],
-                        &fees[r.clone()],
-                        &bytes[r],
-                        allowance,
+                        lb,
+                        ag,
+                        |i, stored, a| car_step(iss, &beh, &modes, (i, mean[i], stored, a), d0, k),
+                        Amount::MAX_SUPPLY,
                         rate_fp,
                         n_agents,
                     )
                 })
                 .collect::<anyhow::Result<_>>()?
         } else {
-            // The pool runs out in this step: settle strictly in car order.
-            vec![settle_chunk(
-                &mut self.car_bal[..n],
-                &mut self.car_stored[..n],
-                &self.car_agent[..n],
-                &self.fee_buf[..n],
-                &self.bytes_buf[..n],
-                remaining,
-                rate_fp,
-                n_agents,
-            )?]
+            // Near exhaustion: compute every fee first; if they all fit, settle in parallel,
+            // otherwise strictly in car order so exactly the first cars get the last tokens.
+            let pass1: Vec<(u128, Vec<(u64, u64)>)> = (0..n)
+                .into_par_iter()
+                .chunks(CHUNK)
+                .map(|idx| -> anyhow::Result<(u128, Vec<(u64, u64)>)> {
+                    let mut sum = 0u128;
+                    let mut v = Vec::with_capacity(idx.len());
+                    for i in idx {
+                        let fb = car_step(
+                            iss,
+                            &beh,
+                            &modes,
+                            (i, mean[i], self.car_stored[i], agent[i]),
+                            d0,
+                            k,
+                        )?;
+                        sum += u128::from(fb.0);
+                        v.push(fb);
+                    }
+                    Ok((sum, v))
+                })
+                .collect::<anyhow::Result<_>>()?;
+            let total: u128 = pass1.iter().map(|p| p.0).sum();
+            let fb: Vec<(u64, u64)> = pass1.into_iter().flat_map(|p| p.1).collect();
+            let fb = &fb;
+            let act = |i: usize, _: u64, _: u16| -> anyhow::Result<(u64, u64)> {
+                fb.get(i).copied().context("fee index")
+            };
+            if total <= u128::from(remaining.to_base_units()) {
+                self.car_bal[..n]
+                    .par_chunks_mut(CHUNK)
+                    .zip(self.car_stored[..n].par_chunks_mut(CHUNK))
+                    .zip(self.bytes_buf[..n].par_chunks_mut(CHUNK))
+                    .enumerate()
+                    .map(|(c, ((bal, st), lb))| {
+                        let base = c * CHUNK;
+                        let ag = &agent[base..base + bal.len()];
+                        settle_chunk(
+                            base,
+                            bal,
+                            st,
+                            lb,
+                            ag,
+                            act,
+                            Amount::MAX_SUPPLY,
+                            rate_fp,
+                            n_agents,
+                        )
+                    })
+                    .collect::<anyhow::Result<_>>()?
+            } else {
+                vec![settle_chunk(
+                    0,
+                    &mut self.car_bal[..n],
+                    &mut self.car_stored[..n],
+                    &mut self.bytes_buf[..n],
+                    agent,
+                    act,
+                    remaining,
+                    rate_fp,
+                    n_agents,
+                )?]
+            }
         };
 
         let mut totals = SettlementTotals::default();
         let (mut sales_paid, mut blocked, mut car_tokens, mut car_credits) =
             (0u64, 0u64, 0u64, 0u64);
         let mut income = vec![0u64; n_agents];
+        let mut bytes_put = 0u128;
         for o in &outs {
             totals.merge(&o.totals)?;
+            bytes_put += o.bytes_put;
             sales_paid += o.sales_paid;
             blocked += o.blocked;
             car_tokens += o.tokens;
@@ -464,6 +564,8 @@ impl World {
             }
         }
         self.iss.commit(&totals)?;
+        self.last_bytes_total = bytes_put;
+        self.sum_stored += bytes_put;
         for (a, x) in self.agent_bal.iter_mut().zip(&income) {
             a.deposit(amt(*x)?)?;
         }
@@ -565,7 +667,7 @@ impl World {
             community_fund_eur: self.iss.community_fund_quote() as f64 / QUOTE_PER_EUR,
             provider_profit_eur: self.provider_profit_eur,
             blocked_puts: blocked,
-            data_mb: bytes_total as f64 / 1e6,
+            data_mb: bytes_put as f64 / 1e6,
         })
     }
 
