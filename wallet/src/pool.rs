@@ -164,6 +164,29 @@ impl RecordDate {
         Self::new(year, month, day).map_err(|_| bad())
     }
 
+    /// The day of a numeric timestamp as records carry them: `YYYYMMDD` (8 digits) or
+    /// `YYYYMMDDhhmmss` (14 digits, the time of day is checked and dropped).
+    ///
+    /// # Errors
+    /// [`WalletError::InvalidDate`] for any other number.
+    pub fn from_number(n: i128) -> Result<Self> {
+        let text = n.to_string();
+        match text.len() {
+            8 => Self::parse(&text),
+            14 => {
+                let bad = || WalletError::InvalidDate(text.clone());
+                let field = |r: std::ops::Range<usize>| -> Result<u8> {
+                    text.get(r).and_then(|t| t.parse().ok()).ok_or_else(bad)
+                };
+                if field(8..10)? > 23 || field(10..12)? > 59 || field(12..14)? > 60 {
+                    return Err(bad());
+                }
+                Self::parse(text.get(0..8).ok_or_else(bad)?)
+            }
+            _ => Err(WalletError::InvalidDate(text)),
+        }
+    }
+
     /// The day after this one, if it is still within year 9999.
     pub fn succ(self) -> Option<Self> {
         if self.day < days_in_month(self.year, self.month) {
@@ -507,6 +530,25 @@ mod tests {
             b"00010203"
         );
         assert_eq!(&dec31.digits(), b"20231231");
+        assert_eq!(
+            RecordDate::from_number(20160511071428).unwrap().to_string(),
+            "20160511"
+        );
+        assert_eq!(
+            RecordDate::from_number(20180310).unwrap().to_string(),
+            "20180310"
+        );
+        for bad in [
+            2016051107142,
+            20160511251428,
+            20160511076028,
+            20230229000000,
+            0,
+            -20180310,
+            201803100,
+        ] {
+            assert!(RecordDate::from_number(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
