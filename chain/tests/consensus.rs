@@ -1182,3 +1182,60 @@ mod driver {
         assert!(broadcasts(&e).is_empty());
     }
 }
+
+#[test]
+fn one_signer_cannot_crowd_the_next_height_buffer() {
+    let net = net(&[10, 10, 10, 10]);
+    let me = net.bystander();
+    let mut core = net.core(me);
+    core.start();
+    let o = others(&net, me);
+    for r in 0..10 {
+        core.handle(Input::Vote(net.vote_at(
+            o[0],
+            2,
+            r,
+            VoteType::Precommit,
+            None,
+        )))
+        .unwrap();
+    }
+    for x in &o[1..] {
+        core.handle(Input::Vote(net.vote_at(
+            *x,
+            2,
+            9,
+            VoteType::Precommit,
+            None,
+        )))
+        .unwrap();
+    }
+    let mut next = net.set.clone();
+    next.advance();
+    let outs = core.start_height(2, next);
+    assert_eq!(
+        core.round(),
+        Round(9),
+        "two signers at round 9 hold more than a third"
+    );
+    let precommit_timeout = |outs: &[Output<SimContext>]| {
+        outs.iter().any(|o| {
+            matches!(o, Output::ScheduleTimeout { timeout, .. }
+            if timeout.kind == TimeoutKind::Precommit && timeout.round == Round(9))
+        })
+    };
+    assert!(
+        !precommit_timeout(&outs),
+        "o[0]'s tenth message was not kept"
+    );
+    let outs = core
+        .handle(Input::Vote(net.vote_at(
+            o[0],
+            2,
+            9,
+            VoteType::Precommit,
+            None,
+        )))
+        .unwrap();
+    assert!(precommit_timeout(&outs));
+}

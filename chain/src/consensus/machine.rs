@@ -18,6 +18,10 @@ use super::types::{
 };
 use super::validators::{is_one_third_plus, is_quorum, ValidatorSet};
 
+/// Most next-height messages kept per signer (a proposal and a few rounds of votes), so one
+/// validator cannot crowd the others out of the buffer.
+pub const FUTURE_PER_SIGNER: usize = 8;
+
 /// Static parameters of one consensus instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Params {
@@ -415,7 +419,19 @@ impl<C: Context> Consensus<C> {
         if !self.ctx.verify(&member.public_key, sign_bytes, signature) {
             return Err(ConsensusError::InvalidSignature);
         }
-        if self.future.len() < self.params.future_buffer && !self.future.contains(&input) {
+        let from_signer = self
+            .future
+            .iter()
+            .filter(|i| match i {
+                Input::Vote(v) => &v.vote.validator == signer,
+                Input::Proposal(p) => &p.proposal.proposer == signer,
+                _ => false,
+            })
+            .count();
+        if self.future.len() < self.params.future_buffer
+            && from_signer < FUTURE_PER_SIGNER
+            && !self.future.contains(&input)
+        {
             self.future.push(input);
         }
         Ok(())
