@@ -31,6 +31,9 @@ pub struct ClusterConfig {
     pub params: CodingParams,
     /// Shards that must be durable before a write is acknowledged; at least `k + 1`.
     pub write_quorum: usize,
+    /// Hedged reads: if the direct read has not succeeded after this long, a reconstructing
+    /// read from any `k` shards races it. `None`: reconstruct only after the direct read fails.
+    pub hedge_after: Option<std::time::Duration>,
 }
 
 impl ClusterConfig {
@@ -39,6 +42,7 @@ impl ClusterConfig {
         Self {
             params,
             write_quorum: usize::from(params.k).saturating_add(1),
+            hedge_after: None,
         }
     }
 }
@@ -103,7 +107,7 @@ impl<N: NodeApi + ?Sized> std::fmt::Debug for Cluster<N> {
     }
 }
 
-impl<N: NodeApi + ?Sized> Cluster<N> {
+impl<N: NodeApi + ?Sized + 'static> Cluster<N> {
     /// A client over `nodes`, all members of placement epoch `epoch`.
     pub fn new(nodes: Vec<Arc<N>>, epoch: u64, cfg: ClusterConfig) -> Result<Self> {
         if cfg.write_quorum <= usize::from(cfg.params.k) || cfg.write_quorum > cfg.params.n() {
@@ -422,132 +426,87 @@ impl<N: NodeApi + ?Sized> Cluster<N> {
         columns: Columns<'_>,
         stats: &mut ReadStats,
     ) -> Result<Cells> {
-        let wanted: Vec<&model::CellSpan> = match columns {
-            None => row.cells.iter().collect(),
+        let wanted: Vec<model::CellSpan> = match columns {
+            None => row.cells.clone(),
             Some(names) => names
                 .iter()
                 .map(|n| {
                     row.cells
                         .iter()
                         .find(|c| c.column == *n)
+                        .cloned()
                         .ok_or_else(|| KvsError::NoSuchColumn((*n).to_string()))
                 })
                 .collect::<Result<_>>()?,
         };
         let (_, targets) = self.placement(address)?;
-        match self.read_ranges(&targets, row, &wanted, stats) {
-            Ok(cells) => Ok(cells),
-            Err(e) => {
-                debug!(error = %e, "direct read failed, reconstructing");
-                stats.degraded = stats.degraded.saturating_add(1);
-                let payload = self.read_payload(&targets, row, stats)?;
-                let mut out = Cells::new();
-                for c in wanted {
-                    let start =
-                        usize::try_from(c.offset).map_err(|_| KvsError::Overflow("cell"))?;
-                    let end = start
-                        .checked_add(
-                            usize::try_from(c.len).map_err(|_| KvsError::Overflow("cell"))?,
-                        )
-                        .ok_or(KvsError::Overflow("cell"))?;
-                    let bytes = payload
-                        .get(start..end)
-                        .ok_or(KvsError::malformed("row entry", "cell outside payload"))?;
-                    out.insert(c.column.clone(), bytes.to_vec());
+        let placed = self.handles(&targets);
+        let all: Vec<(NodeId, Option<Arc<N>>)> = self
+            .nodes
+            .read()
+            .iter()
+            .map(|(id, n)| (id.clone(), Some(n.clone())))
+            .collect();
+        let Some(delay) = self.cfg.hedge_after else {
+            return match fetch_ranges(&placed, row, &wanted) {
+                Ok((cells, bytes)) => {
+                    stats.bytes_fetched = stats.bytes_fetched.saturating_add(bytes);
+                    Ok(cells)
                 }
-                Ok(out)
-            }
-        }
-    }
-
-    /// Fetches only the cells' byte ranges from the data shards' nodes.
-    fn read_ranges(
-        &self,
-        targets: &[NodeId],
-        row: &RowEntry,
-        wanted: &[&model::CellSpan],
-        stats: &mut ReadStats,
-    ) -> Result<Cells> {
-        let handles = self.handles(targets);
-        let mut out = Cells::new();
-        for c in wanted {
-            let mut bytes = Vec::new();
-            for r in model::data_ranges(row.params, row.payload_len, c.offset, c.len)? {
-                let (id, h) = handles
-                    .get(usize::from(r.index))
-                    .ok_or(KvsError::malformed("placement", "short"))?;
-                let n = h
-                    .as_ref()
-                    .ok_or_else(|| KvsError::Unavailable(id.clone()))?;
-                let part = n
-                    .get_shard_range(&row.root, r.index, r.offset, r.len)?
-                    .ok_or_else(|| KvsError::Unavailable(id.clone()))?;
-                stats.bytes_fetched = stats.bytes_fetched.saturating_add(part.len() as u64);
-                bytes.extend_from_slice(&part);
-            }
-            out.insert(c.column.clone(), bytes);
-        }
-        Ok(out)
-    }
-
-    /// Collects `k` verified shards (placement first, then any node) and decodes the payload.
-    fn read_payload(
-        &self,
-        targets: &[NodeId],
-        row: &RowEntry,
-        stats: &mut ReadStats,
-    ) -> Result<Vec<u8>> {
-        let n = row.params.n();
-        let mut shards: Vec<Option<Vec<u8>>> = vec![None; n];
-        let mut have = 0usize;
-        let k = usize::from(row.params.k);
-        let all: Vec<NodeId> = self.nodes.read().keys().cloned().collect();
-        // pass 1: each index at its placement node; pass 2: any node for what is still missing
-        for pass in 0..2 {
-            for i in 0..n {
-                if have >= k {
-                    break;
+                Err(e) => {
+                    debug!(error = %e, "direct read failed, reconstructing");
+                    stats.degraded = stats.degraded.saturating_add(1);
+                    let (cells, bytes) = fetch_reconstructed(&placed, &all, row, &wanted)?;
+                    stats.bytes_fetched = stats.bytes_fetched.saturating_add(bytes);
+                    Ok(cells)
                 }
-                if shards.get(i).is_some_and(Option::is_some) {
-                    continue;
-                }
-                let index = u8::try_from(i).map_err(|_| KvsError::Overflow("shard index"))?;
-                let candidates: Vec<NodeId> = if pass == 0 {
-                    targets.get(i).cloned().into_iter().collect()
-                } else {
-                    all.iter()
-                        .filter(|id| targets.get(i) != Some(id))
-                        .cloned()
-                        .collect()
-                };
-                for (id, h) in self.handles(&candidates) {
-                    let Some(node) = h else { continue };
-                    match node.get_shard(&row.root, index) {
-                        Ok(Some(s)) => {
-                            stats.bytes_fetched =
-                                stats.bytes_fetched.saturating_add(s.data.len() as u64);
-                            if let Some(slot) = shards.get_mut(i) {
-                                *slot = Some(s.data);
-                                have = have.saturating_add(1);
-                            }
-                            break;
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            debug!(node = %id, index, error = %e, "shard unusable, treated as erasure")
-                        }
-                    }
-                }
-            }
-        }
-        if have < k {
-            return Err(KvsError::NotEnoughShards {
-                stripe: hex::encode(row.root),
-                have,
-                need: k,
+            };
+        };
+        // hedged: the direct read gets `delay`; then a reconstructing read races it and the
+        // first success wins (the loser finishes in the background)
+        let (tx, rx) = std::sync::mpsc::channel::<(bool, Result<(Cells, u64)>)>();
+        {
+            let (tx, placed, row, wanted) =
+                (tx.clone(), placed.clone(), row.clone(), wanted.clone());
+            std::thread::spawn(move || {
+                let _ = tx.send((false, fetch_ranges(&placed, &row, &wanted)));
             });
         }
-        coding::decode(row.params, row.payload_len, shards)
+        let first = rx.recv_timeout(delay);
+        if let Ok((_, Ok((cells, bytes)))) = first {
+            stats.bytes_fetched = stats.bytes_fetched.saturating_add(bytes);
+            return Ok(cells);
+        }
+        let mut pending: u8 = if first.is_ok() { 1 } else { 2 };
+        {
+            let (tx, row, wanted) = (tx.clone(), row.clone(), wanted.clone());
+            std::thread::spawn(move || {
+                let _ = tx.send((true, fetch_reconstructed(&placed, &all, &row, &wanted)));
+            });
+        }
+        drop(tx);
+        let mut last_err = KvsError::NotEnoughShards {
+            stripe: hex::encode(row.root),
+            have: 0,
+            need: row.params.k.into(),
+        };
+        while pending > 0 {
+            match rx.recv() {
+                Ok((degraded, Ok((cells, bytes)))) => {
+                    stats.bytes_fetched = stats.bytes_fetched.saturating_add(bytes);
+                    if degraded {
+                        stats.degraded = stats.degraded.saturating_add(1);
+                    }
+                    return Ok(cells);
+                }
+                Ok((_, Err(e))) => {
+                    last_err = e;
+                    pending = pending.saturating_sub(1);
+                }
+                Err(_) => break,
+            }
+        }
+        Err(last_err)
     }
 
     /// Rebuilds all shards of a stripe from `k` verified ones.
@@ -785,4 +744,105 @@ impl<N: NodeApi + ?Sized> Cluster<N> {
         ledger.record(node_id, ch, outcome)?;
         Ok(outcome)
     }
+}
+
+type Handles<N> = [(NodeId, Option<Arc<N>>)];
+
+/// Fetches only the cells' byte ranges from the data shards' nodes; returns the bytes moved.
+fn fetch_ranges<N: NodeApi + ?Sized>(
+    placed: &Handles<N>,
+    row: &RowEntry,
+    wanted: &[model::CellSpan],
+) -> Result<(Cells, u64)> {
+    let mut out = Cells::new();
+    let mut fetched = 0u64;
+    for c in wanted {
+        let mut bytes = Vec::new();
+        for r in model::data_ranges(row.params, row.payload_len, c.offset, c.len)? {
+            let (id, h) = placed
+                .get(usize::from(r.index))
+                .ok_or(KvsError::malformed("placement", "short"))?;
+            let n = h
+                .as_ref()
+                .ok_or_else(|| KvsError::Unavailable(id.clone()))?;
+            let part = n
+                .get_shard_range(&row.root, r.index, r.offset, r.len)?
+                .ok_or_else(|| KvsError::Unavailable(id.clone()))?;
+            fetched = fetched.saturating_add(part.len() as u64);
+            bytes.extend_from_slice(&part);
+        }
+        out.insert(c.column.clone(), bytes);
+    }
+    Ok((out, fetched))
+}
+
+/// Collects `k` verified shards (placement first, then any node), decodes the payload and cuts
+/// the cells out of it; returns the bytes moved.
+fn fetch_reconstructed<N: NodeApi + ?Sized>(
+    placed: &Handles<N>,
+    all: &Handles<N>,
+    row: &RowEntry,
+    wanted: &[model::CellSpan],
+) -> Result<(Cells, u64)> {
+    let n = row.params.n();
+    let k = usize::from(row.params.k);
+    let mut shards: Vec<Option<Vec<u8>>> = vec![None; n];
+    let mut have = 0usize;
+    let mut fetched = 0u64;
+    for pass in 0..2 {
+        for i in 0..n {
+            if have >= k {
+                break;
+            }
+            if shards.get(i).is_some_and(Option::is_some) {
+                continue;
+            }
+            let index = u8::try_from(i).map_err(|_| KvsError::Overflow("shard index"))?;
+            let placed_id = placed.get(i).map(|(id, _)| id.clone());
+            let candidates: Vec<&(NodeId, Option<Arc<N>>)> = if pass == 0 {
+                placed.get(i).into_iter().collect()
+            } else {
+                all.iter()
+                    .filter(|(id, _)| Some(id) != placed_id.as_ref())
+                    .collect()
+            };
+            for (id, h) in candidates {
+                let Some(node) = h else { continue };
+                match node.get_shard(&row.root, index) {
+                    Ok(Some(s)) => {
+                        fetched = fetched.saturating_add(s.data.len() as u64);
+                        if let Some(slot) = shards.get_mut(i) {
+                            *slot = Some(s.data);
+                            have = have.saturating_add(1);
+                        }
+                        break;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        debug!(node = %id, index, error = %e, "shard unusable, treated as erasure")
+                    }
+                }
+            }
+        }
+    }
+    if have < k {
+        return Err(KvsError::NotEnoughShards {
+            stripe: hex::encode(row.root),
+            have,
+            need: k,
+        });
+    }
+    let payload = coding::decode(row.params, row.payload_len, shards)?;
+    let mut out = Cells::new();
+    for c in wanted {
+        let start = usize::try_from(c.offset).map_err(|_| KvsError::Overflow("cell"))?;
+        let end = start
+            .checked_add(usize::try_from(c.len).map_err(|_| KvsError::Overflow("cell"))?)
+            .ok_or(KvsError::Overflow("cell"))?;
+        let bytes = payload
+            .get(start..end)
+            .ok_or(KvsError::malformed("row entry", "cell outside payload"))?;
+        out.insert(c.column.clone(), bytes.to_vec());
+    }
+    Ok((out, fetched))
 }

@@ -528,3 +528,123 @@ fn storage_overhead_report() {
     assert!(results[&(100, 64)] < 4.0);
     assert!(results[&(100, 64)] < results[&(100, 1)]);
 }
+
+/// A node whose range reads wait for a gate (a stuck disk or a slow link).
+struct Gated {
+    inner: LocalNode,
+    stuck: std::sync::atomic::AtomicBool,
+    gate: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl NodeApi for Gated {
+    fn id(&self) -> &str {
+        NodeApi::id(&self.inner)
+    }
+    fn put_shard(
+        &self,
+        root: &kvs::merkle::Hash,
+        index: u8,
+        shard: &[u8],
+        manifest: &kvs::model::Manifest,
+    ) -> kvs::Result<()> {
+        self.inner.put_shard(root, index, shard, manifest)
+    }
+    fn get_shard(
+        &self,
+        root: &kvs::merkle::Hash,
+        index: u8,
+    ) -> kvs::Result<Option<kvs::coding::StoredShard>> {
+        self.inner.get_shard(root, index)
+    }
+    fn get_shard_range(
+        &self,
+        root: &kvs::merkle::Hash,
+        index: u8,
+        offset: u64,
+        len: u64,
+    ) -> kvs::Result<Option<Vec<u8>>> {
+        if self.stuck.load(std::sync::atomic::Ordering::SeqCst) {
+            let _ = self.gate.lock().unwrap().recv();
+        }
+        self.inner.get_shard_range(root, index, offset, len)
+    }
+    fn manifests_of(
+        &self,
+        address: &str,
+        lo: &[u8],
+        hi: Option<&[u8]>,
+        hi_inclusive: bool,
+    ) -> kvs::Result<Vec<kvs::model::Manifest>> {
+        self.inner.manifests_of(address, lo, hi, hi_inclusive)
+    }
+    fn manifest(&self, root: &kvs::merkle::Hash) -> kvs::Result<Option<kvs::model::Manifest>> {
+        self.inner.manifest(root)
+    }
+    fn inventory(&self) -> kvs::Result<Vec<(kvs::merkle::Hash, u8)>> {
+        self.inner.inventory()
+    }
+    fn scrub(&self) -> kvs::Result<Vec<(kvs::merkle::Hash, u8)>> {
+        self.inner.scrub()
+    }
+    fn delete_shard(&self, root: &kvs::merkle::Hash, index: u8) -> kvs::Result<()> {
+        self.inner.delete_shard(root, index)
+    }
+    fn answer_audit(&self, ch: &Challenge) -> kvs::Result<kvs::audit::AuditProof> {
+        self.inner.answer_audit(ch)
+    }
+}
+
+#[test]
+fn hedged_reads_do_not_wait_for_a_stuck_node() {
+    let mut gates = Vec::new();
+    let nodes: Vec<Arc<Gated>> = (0..6)
+        .map(|i| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            gates.push(tx);
+            Arc::new(Gated {
+                inner: LocalNode::new(
+                    format!("node-{i}"),
+                    Arc::new(MemStore::new()),
+                    StorageMode::Shared,
+                ),
+                stuck: std::sync::atomic::AtomicBool::new(false),
+                gate: std::sync::Mutex::new(rx),
+            })
+        })
+        .collect();
+    let cfg = ClusterConfig {
+        hedge_after: Some(std::time::Duration::from_millis(20)),
+        ..Default::default()
+    };
+    let c = kvs::cluster::Cluster::new(nodes.clone(), 1, cfg).unwrap();
+    let r = record(4, 10_000);
+    c.put("bc1qhedge", r.clone()).unwrap();
+    let mut stats = ReadStats::default();
+    assert_eq!(
+        c.get("bc1qhedge", &r.key, None, &mut stats)
+            .unwrap()
+            .unwrap(),
+        r.columns
+    );
+    assert_eq!(stats.degraded, 0);
+    // the node holding data shard 0 stops answering range reads until released
+    let (_, placement) = c.placement("bc1qhedge").unwrap();
+    let stuck: usize = placement[0].trim_start_matches("node-").parse().unwrap();
+    nodes[stuck]
+        .stuck
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut stats = ReadStats::default();
+    let got = c
+        .get("bc1qhedge", &r.key, Some(&["GPS"]), &mut stats)
+        .unwrap()
+        .unwrap();
+    assert_eq!(got["GPS"], r.columns["GPS"]);
+    assert_eq!(
+        stats.degraded, 1,
+        "the reconstructing read answered while the direct one was stuck"
+    );
+    nodes[stuck]
+        .stuck
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    gates[stuck].send(()).unwrap();
+}
