@@ -128,12 +128,27 @@ impl Elem {
         self.add_scaled(other, -Scalar::ONE)
     }
 
-    /// Allocates `self · other` (one constraint).
+    /// The constant value, if this combination involves no variable but the constant one.
+    pub fn as_constant(&self) -> Option<Scalar> {
+        if self.terms.iter().all(|(v, _)| same(v, &one_var())) {
+            Some(self.terms.iter().fold(Scalar::ZERO, |acc, (_, c)| acc + c))
+        } else {
+            None
+        }
+    }
+
+    /// `self · other`: one constraint, or none when either side is a constant.
     pub fn mul<CS: ConstraintSystem<Scalar>>(
         &self,
         mut cs: CS,
         other: &Elem,
     ) -> Result<Elem, SynthesisError> {
+        if let Some(c) = self.as_constant() {
+            return Ok(other.scale(c));
+        }
+        if let Some(c) = other.as_constant() {
+            return Ok(self.scale(c));
+        }
         let value = self.value.zip(other.value).map(|(a, b)| a * b);
         let out = Elem::alloc(cs.namespace(|| "product"), value)?;
         cs.enforce(|| "a * b = c", |_| self.lc(), |_| other.lc(), |_| out.lc());
@@ -382,10 +397,6 @@ impl PaddedBytes {
         }
         let states = absorb(cs.namespace(|| "absorb"), cap, &self.elems)?;
         let mut out = Elem::constant(Scalar::ZERO);
-        let all_constant = self
-            .count
-            .iter()
-            .all(|c| c.terms.iter().all(|(v, _)| same(v, &one_var())));
         for (b, state) in states.iter().enumerate() {
             // selector: counts k whose element total 1 + k needs exactly b + 1 blocks
             let mut sel = Elem::constant(Scalar::ZERO);
@@ -397,12 +408,8 @@ impl PaddedBytes {
             if sel.terms.is_empty() {
                 continue;
             }
-            if all_constant {
-                out = out.add_scaled(&state[1], sel.value.unwrap_or(Scalar::ZERO));
-            } else {
-                let picked = sel.mul(cs.namespace(|| format!("select {b}")), &state[1])?;
-                out = out.add(&picked);
-            }
+            let picked = sel.mul(cs.namespace(|| format!("select {b}")), &state[1])?;
+            out = out.add(&picked);
         }
         Ok(out)
     }
@@ -489,6 +496,16 @@ mod tests {
             assert_eq!(o.value(), Some(n));
         }
         assert!(cs.is_satisfied());
+    }
+
+    #[test]
+    fn constants_cost_nothing() {
+        let mut cs = TestConstraintSystem::<Scalar>::new();
+        let h = PaddedBytes::constant(b"ODOMETER")
+            .hash(cs.namespace(|| "c"), 4)
+            .unwrap();
+        assert_eq!(cs.num_constraints(), 0);
+        assert_eq!(h.as_constant(), Some(poseidon::hash_bytes(4, b"ODOMETER")));
     }
 
     #[test]

@@ -343,9 +343,9 @@ mod tests {
 
     const TINY: MileageShape = MileageShape {
         trips: 3,
-        format_cap: 8,
+        format_cap: 4,
         key_cap: 16,
-        trip_cap: 20,
+        trip_cap: 8,
     };
 
     fn trips() -> Vec<Trip> {

@@ -252,8 +252,11 @@ pub(crate) mod tests {
         // a key for another shape is rejected
         let other = insecure_test_setup(
             PossessionCircuit::blank(RecordShape {
+                format_cap: 1,
+                key_cap: 1,
                 columns: 1,
-                ..SMALL
+                name_cap: 1,
+                value_cap: 1,
             }),
             2,
         )

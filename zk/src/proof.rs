@@ -232,3 +232,151 @@ pub fn vk_from_file(bytes: &[u8], id: &str) -> Result<VerifyingKey<Bls12>, ZkErr
     }
     Ok(vk)
 }
+
+/// Size of a circuit: R1CS constraints, public inputs (without the constant one) and private
+/// variables.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConstraintCount {
+    /// Number of constraints.
+    pub constraints: usize,
+    /// Number of public inputs.
+    pub inputs: usize,
+    /// Number of private variables.
+    pub aux: usize,
+}
+
+impl bellman::ConstraintSystem<Scalar> for ConstraintCount {
+    type Root = Self;
+
+    fn alloc<F, A, AR>(&mut self, _: A, _: F) -> Result<bellman::Variable, bellman::SynthesisError>
+    where
+        F: FnOnce() -> Result<Scalar, bellman::SynthesisError>,
+        A: FnOnce() -> AR,
+        AR: Into<String>,
+    {
+        let v = bellman::Variable::new_unchecked(bellman::Index::Aux(self.aux));
+        self.aux = self.aux.saturating_add(1);
+        Ok(v)
+    }
+
+    fn alloc_input<F, A, AR>(
+        &mut self,
+        _: A,
+        _: F,
+    ) -> Result<bellman::Variable, bellman::SynthesisError>
+    where
+        F: FnOnce() -> Result<Scalar, bellman::SynthesisError>,
+        A: FnOnce() -> AR,
+        AR: Into<String>,
+    {
+        self.inputs = self.inputs.saturating_add(1);
+        Ok(bellman::Variable::new_unchecked(bellman::Index::Input(
+            self.inputs,
+        )))
+    }
+
+    fn enforce<A, AR, LA, LB, LC>(&mut self, _: A, _: LA, _: LB, _: LC)
+    where
+        A: FnOnce() -> AR,
+        AR: Into<String>,
+        LA: FnOnce(bellman::LinearCombination<Scalar>) -> bellman::LinearCombination<Scalar>,
+        LB: FnOnce(bellman::LinearCombination<Scalar>) -> bellman::LinearCombination<Scalar>,
+        LC: FnOnce(bellman::LinearCombination<Scalar>) -> bellman::LinearCombination<Scalar>,
+    {
+        self.constraints = self.constraints.saturating_add(1);
+    }
+
+    fn push_namespace<NR, N>(&mut self, _: N)
+    where
+        NR: Into<String>,
+        N: FnOnce() -> NR,
+    {
+    }
+
+    fn pop_namespace(&mut self) {}
+
+    fn get_root(&mut self) -> &mut Self::Root {
+        self
+    }
+}
+
+/// Counts a circuit's constraints and variables without a witness.
+pub fn count_constraints<C: Circuit<Scalar>>(circuit: C) -> Result<ConstraintCount, ZkError> {
+    let mut cs = ConstraintCount::default();
+    circuit.synthesize(&mut cs)?;
+    Ok(cs)
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+mod tests {
+    use super::*;
+    use crate::possession::PossessionCircuit;
+    use crate::record::RecordShape;
+
+    const TINY: RecordShape = RecordShape {
+        format_cap: 4,
+        key_cap: 4,
+        columns: 1,
+        name_cap: 4,
+        value_cap: 4,
+    };
+
+    #[test]
+    fn sealed_files_detect_tampering_and_mixups() {
+        let sealed = seal_file(FileKind::Params, "possession/x", b"body bytes").unwrap();
+        assert_eq!(
+            open_file(&sealed, FileKind::Params, "possession/x").unwrap(),
+            b"body bytes"
+        );
+        let mut flipped = sealed.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert!(matches!(
+            open_file(&flipped, FileKind::Params, "possession/x"),
+            Err(ZkError::Integrity(m)) if m.contains("checksum")
+        ));
+        assert!(open_file(&sealed, FileKind::VerifyingKey, "possession/x").is_err());
+        assert!(open_file(&sealed, FileKind::Params, "mileage/x").is_err());
+        for cut in [0, 3, 10, sealed.len() - 1] {
+            assert!(open_file(&sealed[..cut], FileKind::Params, "possession/x").is_err());
+        }
+        let mut long = sealed.clone();
+        long.push(0);
+        assert!(open_file(&long, FileKind::Params, "possession/x").is_err());
+        assert!(open_file(b"garbage!", FileKind::Params, "possession/x").is_err());
+    }
+
+    #[test]
+    fn params_and_vk_files_round_trip() {
+        let keys = insecure_test_setup(PossessionCircuit::blank(TINY), 5).unwrap();
+        let id = crate::possession::circuit_id(&TINY);
+        let file = params_to_file(&keys.params, &id).unwrap();
+        assert!(params_from_file(&file, &id).unwrap() == keys.params);
+        let vk = vk_to_file(&keys.params.vk, &id).unwrap();
+        assert!(vk_from_file(&vk, &id).unwrap() == keys.params.vk);
+        assert!(vk_from_file(&vk, "possession/other").is_err());
+        assert!(vk_from_file(&file, &id).is_err());
+        // a body that passes the checksum but is not a valid key is still an error
+        let junk = seal_file(FileKind::VerifyingKey, &id, &[7u8; 100]).unwrap();
+        assert!(matches!(
+            vk_from_file(&junk, &id),
+            Err(ZkError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn insecure_setup_is_deterministic_and_counts_match() {
+        let a = insecure_test_setup(PossessionCircuit::blank(TINY), 6).unwrap();
+        let b = insecure_test_setup(PossessionCircuit::blank(TINY), 6).unwrap();
+        assert!(a.params == b.params);
+        let c = count_constraints(PossessionCircuit::blank(TINY)).unwrap();
+        assert_eq!(c.inputs, 3);
+        // every field costs whole permutations plus a little selection overhead
+        assert!(c.constraints > 6 * crate::gadget::CONSTRAINTS_PER_PERMUTATION);
+        assert_eq!(a.params.vk.ic.len(), 4);
+    }
+}
