@@ -129,12 +129,12 @@ impl SimConfig {
         }
     }
 
-    /// The scenario a seed stands for: 4–7 validators, random stakes, Byzantine validators
+    /// The scenario a seed stands for: 4–10 validators, random stakes, Byzantine validators
     /// holding less than a third of the power, random latency/jitter/loss/bandwidth, up to two
     /// partitions and two crash-restarts before a stabilisation time of 1–8 s.
     pub fn from_seed(seed: u64) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let n = rng.gen_range(4..=7usize);
+        let n = rng.gen_range(4..=10usize);
         let stakes: Vec<u64> = if rng.gen_bool(0.5) {
             vec![10; n]
         } else {
@@ -144,7 +144,7 @@ impl SimConfig {
         let mut order: Vec<usize> = (0..n).collect();
         order.shuffle(&mut rng);
         let mut behaviours = vec![Behaviour::Honest; n];
-        let max_byz = rng.gen_range(0..=2usize);
+        let max_byz = rng.gen_range(0..=3usize);
         let mut byz_power = 0u64;
         let mut byz = 0;
         for &i in &order {
