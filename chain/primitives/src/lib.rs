@@ -7,3 +7,15 @@
 //!
 //! May depend on: `zk` (for the Poseidon `dHash`). Everything above it (chain, kvs, wallet,
 //! market, agent) uses these types rather than defining its own.
+#![forbid(unsafe_code)]
+
+pub mod bytes;
+pub mod codec;
+pub mod envelope;
+pub mod hash;
+pub mod record;
+
+pub use codec::{from_slice, to_vec, CodecError};
+pub use envelope::{seal, EnvelopeError, ReaderId, SealedRecord};
+pub use hash::{hash, Domain, Hash32};
+pub use record::{KeyPart, Record, RecordError, RecordKey, INF_MAX};
