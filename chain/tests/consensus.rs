@@ -1138,6 +1138,12 @@ mod driver {
         all.extend(precommit);
         assert_eq!(replayed, all);
 
+        // A next-height message arriving before our decision is buffered and logged.
+        let early = Input::Vote(net.vote_at(o[2], 2, 0, VoteType::Prevote, None));
+        assert!(again
+            .handle(early.clone(), &mut App, &mut store)
+            .unwrap()
+            .is_empty());
         for x in &o[..2] {
             let e = again
                 .handle(
@@ -1151,7 +1157,11 @@ mod driver {
             }
         }
         assert_eq!(store.decisions.len(), 1);
-        assert!(store.wal.is_empty(), "a commit empties the log");
+        assert_eq!(
+            store.wal,
+            vec![early.clone()],
+            "a commit drops the decided height's inputs and keeps the next height's"
+        );
 
         // A driver that lost its log but kept the guard can neither propose another value nor
         // prevote nil where it prevoted the value.

@@ -50,7 +50,10 @@ pub trait ConsensusStore<C: Context> {
     ) -> Result<(), ConsensusError>;
     /// Appends an accepted external input to the current height's write-ahead log.
     fn append_input(&mut self, input: &Input<C>);
-    /// Atomically stores a decision (block and certificate) and empties the write-ahead log.
+    /// Atomically stores a decision (block and certificate) and drops the decided height's
+    /// inputs from the write-ahead log. Inputs for later heights (messages that arrived early
+    /// and wait in the core's buffer) must stay: after a crash they are the only record of,
+    /// say, the next proposal we already prevoted.
     fn commit(&mut self, decision: &Decision<C>);
 }
 
@@ -94,7 +97,8 @@ impl<C: Context> ConsensusStore<C> for MemoryStore<C> {
 
     fn commit(&mut self, decision: &Decision<C>) {
         self.decisions.push(decision.clone());
-        self.wal.clear();
+        let decided = decision.certificate.height;
+        self.wal.retain(|i| i.height().is_some_and(|h| h > decided));
     }
 }
 

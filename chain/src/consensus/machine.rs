@@ -84,6 +84,21 @@ pub enum Input<C: Context> {
     },
 }
 
+impl<C: Context> Input<C> {
+    /// The height an input belongs to, if it names one.
+    pub fn height(&self) -> Option<C::Height> {
+        match self {
+            Input::Proposal(p) => Some(p.proposal.height),
+            Input::Vote(v) => Some(v.vote.height),
+            Input::TimeoutExpired(t) => Some(t.height),
+            Input::ProposeValue { height, .. } | Input::ValueValidated { height, .. } => {
+                Some(*height)
+            }
+            Input::Commit { certificate, .. } => Some(certificate.height),
+        }
+    }
+}
+
 /// A decided value with the certificate that finalizes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(bound = "")]
