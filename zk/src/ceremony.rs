@@ -453,7 +453,7 @@ mod tests {
             prover: Scalar::from(4u64),
         };
         let proof = prove_possession(&keys, &TINY, &r, &public).unwrap();
-        verify_possession(&keys, &public, &proof).unwrap();
+        verify_possession(&keys.pvk, &public, &proof).unwrap();
 
         // tampering: a contribution whose delta is not backed by its proof
         let mut bad = t.clone();

@@ -24,8 +24,9 @@ use crate::poseidon::{self, hash_elements, initial_capacity};
 use crate::proof::{prove_encoded, verify_encoded, Keys, PROOF_LEN};
 use crate::record::{record_from_message, record_message, Record, RecordShape, RecordVar};
 use crate::ZkError;
+use bellman::groth16::PreparedVerifyingKey;
 use bellman::{Circuit, ConstraintSystem, SynthesisError};
-use bls12_381::Scalar;
+use bls12_381::{Bls12, Scalar};
 use ff::Field;
 
 /// Domain tag of the key commitment `H(k)`.
@@ -198,7 +199,7 @@ pub fn prove_fair_exchange(
 /// Buyer's check: the ciphertext it received hashes to the statement's `H(ciphertext)` and the
 /// proof verifies for (dHash it wants, H(k) it will lock on).
 pub fn verify_fair_exchange(
-    keys: &Keys,
+    pvk: &PreparedVerifyingKey<Bls12>,
     public: &FairExchangePublic,
     ciphertext: &[Scalar],
     proof: &[u8],
@@ -206,7 +207,7 @@ pub fn verify_fair_exchange(
     if ciphertext_hash(ciphertext) != public.ciphertext_hash {
         return Err(ZkError::Rejected);
     }
-    verify_encoded(&keys.pvk, proof, &public.inputs())
+    verify_encoded(pvk, proof, &public.inputs())
 }
 
 #[cfg(test)]
@@ -236,7 +237,7 @@ mod tests {
         let r = sample();
         let k = Scalar::from(123_456_789u64);
         let (c, public, proof) = prove_fair_exchange(&keys, &SMALL, &r, &k).unwrap();
-        verify_fair_exchange(&keys, &public, &c, &proof).unwrap();
+        verify_fair_exchange(&keys.pvk, &public, &c, &proof).unwrap();
         assert_eq!(key_commitment(&k), public.key_commitment);
         assert_eq!(decrypt_record(&c, &SMALL, &k).unwrap(), r);
 
@@ -244,7 +245,7 @@ mod tests {
         let mut tampered = c.clone();
         tampered[3] += Scalar::ONE;
         assert!(matches!(
-            verify_fair_exchange(&keys, &public, &tampered, &proof),
+            verify_fair_exchange(&keys.pvk, &public, &tampered, &proof),
             Err(ZkError::Rejected)
         ));
         // tampered ciphertext with a matching statement: the proof fails
@@ -253,7 +254,7 @@ mod tests {
             ..public
         };
         assert!(matches!(
-            verify_fair_exchange(&keys, &lying, &tampered, &proof),
+            verify_fair_exchange(&keys.pvk, &lying, &tampered, &proof),
             Err(ZkError::Rejected)
         ));
         // a different key commitment (wrong key)
@@ -262,7 +263,7 @@ mod tests {
             ..public
         };
         assert!(matches!(
-            verify_fair_exchange(&keys, &wrong_key, &c, &proof),
+            verify_fair_exchange(&keys.pvk, &wrong_key, &c, &proof),
             Err(ZkError::Rejected)
         ));
     }

@@ -23,8 +23,9 @@ use crate::gadget::{dhash_from_hashes, enforce_range, Elem, PaddedBytes, U64Valu
 use crate::proof::{prove_encoded, verify_encoded, Keys, PROOF_LEN};
 use crate::record::Record;
 use crate::ZkError;
+use bellman::groth16::PreparedVerifyingKey;
 use bellman::{Circuit, ConstraintSystem, SynthesisError};
-use bls12_381::Scalar;
+use bls12_381::{Bls12, Scalar};
 use ff::{Field, PrimeField};
 
 /// The trip counts parameter sets are generated for.
@@ -331,8 +332,12 @@ pub fn prove_mileage(
 }
 
 /// Verifies a mileage proof for `public`.
-pub fn verify_mileage(keys: &Keys, public: &MileagePublic, proof: &[u8]) -> Result<(), ZkError> {
-    verify_encoded(&keys.pvk, proof, &public.inputs())
+pub fn verify_mileage(
+    pvk: &PreparedVerifyingKey<Bls12>,
+    public: &MileagePublic,
+    proof: &[u8],
+) -> Result<(), ZkError> {
+    verify_encoded(pvk, proof, &public.inputs())
 }
 
 #[cfg(test)]
@@ -430,7 +435,7 @@ mod tests {
         let t = trips();
         let public = public_for(&t, 42);
         let proof = prove_mileage(&keys, &TINY, &t, &public).unwrap();
-        verify_mileage(&keys, &public, &proof).unwrap();
+        verify_mileage(&keys.pvk, &public, &proof).unwrap();
         for tweak in [
             MileagePublic {
                 total: 43,
@@ -446,7 +451,7 @@ mod tests {
             },
         ] {
             assert!(matches!(
-                verify_mileage(&keys, &tweak, &proof),
+                verify_mileage(&keys.pvk, &tweak, &proof),
                 Err(ZkError::Rejected)
             ));
         }

@@ -13,8 +13,9 @@ use crate::record::{Record, RecordShape, RecordVar};
 use crate::ZkError;
 use bellman::gadgets::boolean::{AllocatedBit, Boolean};
 use bellman::gadgets::{multipack, sha256::sha256};
+use bellman::groth16::PreparedVerifyingKey;
 use bellman::{Circuit, ConstraintSystem, SynthesisError};
-use bls12_381::Scalar;
+use bls12_381::{Bls12, Scalar};
 use sha2::{Digest, Sha256, Sha512};
 
 /// Domain tag for mapping an address to a field element.
@@ -121,11 +122,11 @@ pub fn prove_possession(
 
 /// Verifies a possession proof; `Ok(())` only if it is valid for exactly this statement.
 pub fn verify_possession(
-    keys: &Keys,
+    pvk: &PreparedVerifyingKey<Bls12>,
     public: &PossessionPublic,
     proof: &[u8],
 ) -> Result<(), ZkError> {
-    verify_encoded(&keys.pvk, proof, &public.inputs())
+    verify_encoded(pvk, proof, &public.inputs())
 }
 
 /// Benchmark baseline: the same statement with SHA-256 instead of Poseidon. Public inputs are
@@ -211,14 +212,14 @@ pub(crate) mod tests {
         };
         let proof = prove_possession(&keys, &SMALL, &record, &public).unwrap();
         assert_eq!(proof.len(), 192);
-        verify_possession(&keys, &public, &proof).unwrap();
+        verify_possession(&keys.pvk, &public, &proof).unwrap();
 
         let wrong_challenge = PossessionPublic {
             challenge: challenge_to_scalar(b"challenge-2"),
             ..public
         };
         assert!(matches!(
-            verify_possession(&keys, &wrong_challenge, &proof),
+            verify_possession(&keys.pvk, &wrong_challenge, &proof),
             Err(ZkError::Rejected)
         ));
         let replayed_for_bob = PossessionPublic {
@@ -226,7 +227,7 @@ pub(crate) mod tests {
             ..public
         };
         assert!(matches!(
-            verify_possession(&keys, &replayed_for_bob, &proof),
+            verify_possession(&keys.pvk, &replayed_for_bob, &proof),
             Err(ZkError::Rejected)
         ));
         let other_record = PossessionPublic {
@@ -234,20 +235,20 @@ pub(crate) mod tests {
             ..public
         };
         assert!(matches!(
-            verify_possession(&keys, &other_record, &proof),
+            verify_possession(&keys.pvk, &other_record, &proof),
             Err(ZkError::Rejected)
         ));
 
         // malformed proofs are errors, not panics
         assert!(matches!(
-            verify_possession(&keys, &public, &proof[..191]),
+            verify_possession(&keys.pvk, &public, &proof[..191]),
             Err(ZkError::Malformed { .. })
         ));
         let mut flipped = proof;
         flipped[5] ^= 0x40;
-        assert!(verify_possession(&keys, &public, &flipped).is_err());
-        assert!(verify_possession(&keys, &public, &[0u8; 192]).is_err());
-        assert!(verify_possession(&keys, &public, &[0xffu8; 192]).is_err());
+        assert!(verify_possession(&keys.pvk, &public, &flipped).is_err());
+        assert!(verify_possession(&keys.pvk, &public, &[0u8; 192]).is_err());
+        assert!(verify_possession(&keys.pvk, &public, &[0xffu8; 192]).is_err());
 
         // a key for another shape is rejected
         let other = insecure_test_setup(
@@ -261,7 +262,7 @@ pub(crate) mod tests {
             2,
         )
         .unwrap();
-        assert!(verify_possession(&other, &public, &proof).is_err());
+        assert!(verify_possession(&other.pvk, &public, &proof).is_err());
     }
 
     #[test]

@@ -211,6 +211,12 @@ pub fn params_from_file(bytes: &[u8], id: &str) -> Result<Parameters<Bls12>, ZkE
     Ok(params)
 }
 
+/// Loads a sealed verifying key and prepares it for `verify_*` (what a chain node needs; it
+/// never needs the proving parameters).
+pub fn load_verifier(bytes: &[u8], id: &str) -> Result<PreparedVerifyingKey<Bls12>, ZkError> {
+    Ok(groth16::prepare_verifying_key(&vk_from_file(bytes, id)?))
+}
+
 /// Serialises a verifying key into a sealed file.
 pub fn vk_to_file(vk: &VerifyingKey<Bls12>, id: &str) -> Result<Vec<u8>, ZkError> {
     let mut body = Vec::new();
@@ -358,6 +364,7 @@ mod tests {
         assert!(params_from_file(&file, &id).unwrap() == keys.params);
         let vk = vk_to_file(&keys.params.vk, &id).unwrap();
         assert!(vk_from_file(&vk, &id).unwrap() == keys.params.vk);
+        assert!(load_verifier(&vk, &id).is_ok());
         assert!(vk_from_file(&vk, "possession/other").is_err());
         assert!(vk_from_file(&file, &id).is_err());
         // a body that passes the checksum but is not a valid key is still an error

@@ -151,7 +151,7 @@ fn main() -> Result<()> {
     })?;
     emit("zk::possession/prove", pos_prove, "ms");
     let pos_verify = median_ms(cli.iters.max(5), || {
-        Ok(verify_possession(&keys, &public, &proof)?)
+        Ok(verify_possession(&keys.pvk, &public, &proof)?)
     })?;
     emit("zk::possession/verify", pos_verify, "ms");
     emit("zk::possession/proof_bytes", proof.len() as f64, "bytes");
@@ -175,7 +175,7 @@ fn main() -> Result<()> {
     emit("zk::fair_exchange/prove", fe_prove, "ms");
     let (ct, fpub, fproof) = out.ok_or_else(|| anyhow::anyhow!("no proof"))?;
     let fe_verify = median_ms(cli.iters.max(5), || {
-        Ok(verify_fair_exchange(&keys, &fpub, &ct, &fproof)?)
+        Ok(verify_fair_exchange(&keys.pvk, &fpub, &ct, &fproof)?)
     })?;
     emit("zk::fair_exchange/verify", fe_verify, "ms");
 
@@ -216,7 +216,7 @@ fn main() -> Result<()> {
         })?;
         emit(&format!("zk::{name}/prove"), prove, "ms");
         let verify = median_ms(cli.iters.max(5), || {
-            Ok(verify_mileage(&keys, &public, &proof)?)
+            Ok(verify_mileage(&keys.pvk, &public, &proof)?)
         })?;
         emit(&format!("zk::{name}/verify"), verify, "ms");
     }
