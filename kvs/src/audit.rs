@@ -107,7 +107,7 @@ pub fn verify(ch: &Challenge, entry: &IndexEntry, proof: &AuditProof) -> bool {
     if !merkle::verify(
         &shard_hash,
         ch.index.into(),
-        entry.params.n(),
+        entry.params.n().saturating_add(1),
         &proof.shard_path,
         &entry.root,
     ) {

@@ -169,15 +169,18 @@ impl<N: NodeApi + ?Sized + 'static> Cluster<N> {
         let (epoch, targets) = self.placement(address)?;
         let handles = self.handles(&targets);
         let packed = model::pack(records)?;
-        let stripe = coding::encode(params, &packed.payload)?;
-        let manifest = Manifest {
+        let payload_len = u64::try_from(packed.payload.len())
+            .map_err(|_| KvsError::Overflow("payload length"))?;
+        let mut manifest = Manifest {
             address: address.to_string(),
-            root: stripe.root,
+            root: [0u8; 32],
             params,
-            payload_len: stripe.payload_len,
+            payload_len,
             epoch,
             rows: packed.rows,
         };
+        let stripe = coding::encode_bound(params, &packed.payload, &manifest.digest()?)?;
+        manifest.root = stripe.root;
         // refuse duplicates before writing anything (each node re-checks atomically)
         'check: for (_, h) in &handles {
             let Some(node) = h else { continue };
@@ -515,6 +518,7 @@ impl<N: NodeApi + ?Sized + 'static> Cluster<N> {
         root: &Hash,
         params: CodingParams,
         holders: &BTreeMap<u8, BTreeSet<NodeId>>,
+        bind: &Hash,
     ) -> Result<Stripe> {
         let n = params.n();
         let mut shards: Vec<Option<Vec<u8>>> = vec![None; n];
@@ -548,7 +552,7 @@ impl<N: NodeApi + ?Sized + 'static> Cluster<N> {
             .enumerate()
             .map(|(i, s)| merkle::shard_hash(u8::try_from(i).unwrap_or(u8::MAX), s))
             .collect();
-        let rebuilt_root = merkle::root(&shard_hashes);
+        let rebuilt_root = coding::stripe_root(&shard_hashes, bind);
         if &rebuilt_root != root {
             return Err(KvsError::CorruptShard {
                 stripe: hex::encode(root),
@@ -561,6 +565,7 @@ impl<N: NodeApi + ?Sized + 'static> Cluster<N> {
             root: rebuilt_root,
             shard_hashes,
             shards,
+            bind: *bind,
         })
     }
 
@@ -695,7 +700,7 @@ impl<N: NodeApi + ?Sized + 'static> Cluster<N> {
                     .get(root)
                     .ok_or(KvsError::malformed("repair", "no manifest"))?;
                 if !rebuilt.contains_key(root) {
-                    let s = self.rebuild_stripe(root, *params, &st.holders)?;
+                    let s = self.rebuild_stripe(root, *params, &st.holders, &manifest.digest()?)?;
                     rebuilt.insert(*root, s);
                 }
                 let s = rebuilt

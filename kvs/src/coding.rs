@@ -73,6 +73,21 @@ pub struct Stripe {
     pub shard_hashes: Vec<Hash>,
     /// Shard contents, by index (data shards first).
     pub shards: Vec<Vec<u8>>,
+    /// Digest of the stripe's directory (addresses, keys, cell sizes), committed as the last
+    /// Merkle leaf so equal payloads under different directories get different roots.
+    pub bind: Hash,
+}
+
+/// The Merkle leaves of a stripe: its shard hashes, then the directory binding.
+pub fn stripe_leaves(shard_hashes: &[Hash], bind: &Hash) -> Vec<Hash> {
+    let mut leaves = shard_hashes.to_vec();
+    leaves.push(merkle::hash_parts(merkle::DOMAIN_BIND, &[bind]));
+    leaves
+}
+
+/// The stripe root over shard hashes and the directory binding.
+pub fn stripe_root(shard_hashes: &[Hash], bind: &Hash) -> Hash {
+    merkle::root(&stripe_leaves(shard_hashes, bind))
 }
 
 impl Stripe {
@@ -82,7 +97,7 @@ impl Stripe {
             .shards
             .get(usize::from(index))
             .ok_or(KvsError::malformed("stripe", "shard index out of range"))?;
-        let path = merkle::path(&self.shard_hashes, index.into())
+        let path = merkle::path(&stripe_leaves(&self.shard_hashes, &self.bind), index.into())
             .ok_or(KvsError::malformed("stripe", "shard index out of range"))?;
         Ok(StoredShard {
             params: self.params,
@@ -94,8 +109,14 @@ impl Stripe {
     }
 }
 
-/// Splits `payload` into `k` data shards and computes `m` parity shards and the commitments.
+/// [`encode_bound`] with an all-zero directory binding (tests and benchmarks).
 pub fn encode(params: CodingParams, payload: &[u8]) -> Result<Stripe> {
+    encode_bound(params, payload, &[0u8; 32])
+}
+
+/// Splits `payload` into `k` data shards, computes `m` parity shards and the commitments,
+/// binding the directory digest `bind` into the root.
+pub fn encode_bound(params: CodingParams, payload: &[u8], bind: &Hash) -> Result<Stripe> {
     let payload_len =
         u64::try_from(payload.len()).map_err(|_| KvsError::Overflow("payload length"))?;
     let shard_len = usize::try_from(params.shard_len(payload_len))
@@ -129,9 +150,10 @@ pub fn encode(params: CodingParams, payload: &[u8]) -> Result<Stripe> {
     Ok(Stripe {
         params,
         payload_len,
-        root: merkle::root(&shard_hashes),
+        root: stripe_root(&shard_hashes, bind),
         shard_hashes,
         shards,
+        bind: *bind,
     })
 }
 
@@ -266,7 +288,7 @@ impl StoredShard {
         if merkle::verify(
             &self.hash(),
             self.index.into(),
-            self.params.n(),
+            self.params.n().saturating_add(1),
             &self.path,
             root,
         ) {

@@ -19,6 +19,8 @@ pub type Hash = [u8; 32];
 pub const DOMAIN_NODE: &str = "carchain/kvs/merkle-node/v1";
 /// Domain for chunk leaves inside a shard.
 pub const DOMAIN_CHUNK: &str = "carchain/kvs/chunk/v1";
+/// Domain for the directory-binding leaf of a stripe.
+pub const DOMAIN_BIND: &str = "carchain/kvs/stripe-bind/v1";
 /// Domain for a shard's hash (its index, length and chunk root).
 pub const DOMAIN_SHARD: &str = "carchain/kvs/shard/v1";
 

@@ -175,6 +175,19 @@ impl Manifest {
             .map(|(_, e)| e))
     }
 
+    /// Digest of everything but the root (address, coding, epoch, rows); bound into the
+    /// stripe root as its last Merkle leaf.
+    pub fn digest(&self) -> Result<Hash> {
+        let unrooted = Manifest {
+            root: [0u8; 32],
+            ..self.clone()
+        };
+        Ok(crate::merkle::hash_parts(
+            "carchain/kvs/manifest/v1",
+            &[&unrooted.encode()?],
+        ))
+    }
+
     /// Smallest and largest key (empty stripe: two empty keys).
     pub fn key_range(&self) -> (&[u8], &[u8]) {
         let first = self.rows.first().map(|(k, _)| k.as_slice()).unwrap_or(&[]);

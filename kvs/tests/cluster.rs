@@ -648,3 +648,30 @@ fn hedged_reads_do_not_wait_for_a_stuck_node() {
         .store(false, std::sync::atomic::Ordering::SeqCst);
     gates[stuck].send(()).unwrap();
 }
+
+#[test]
+fn equal_payloads_under_different_keys_or_addresses_stay_distinct() {
+    let (c, _) = mem_cluster(6);
+    let body = vec![42u8; 1024];
+    let a = Record::new(b"key-a".to_vec(), [("v".to_string(), body.clone())]);
+    let b = Record::new(b"key-b".to_vec(), [("v".to_string(), body)]);
+    let ra = c.put("bc1qsame", a.clone()).unwrap().entries[0].1;
+    let rb = c.put("bc1qsame", b.clone()).unwrap().entries[0].1;
+    let rc = c.put("bc1qother", a.clone()).unwrap().entries[0].1;
+    assert_ne!(ra.root, rb.root);
+    assert_ne!(ra.root, rc.root);
+    let mut stats = ReadStats::default();
+    for (addr, r, e) in [
+        ("bc1qsame", &a, ra),
+        ("bc1qsame", &b, rb),
+        ("bc1qother", &a, rc),
+    ] {
+        assert_eq!(
+            c.get_checked(addr, &r.key, None, &e, &mut stats)
+                .unwrap()
+                .unwrap(),
+            r.columns
+        );
+    }
+    assert_eq!(c.list_keys("bc1qsame", &mut stats).unwrap().len(), 2);
+}

@@ -200,7 +200,15 @@ fn main() -> anyhow::Result<()> {
 
         let (wall, lat) = run(&records, args.threads, |(a, r)| {
             let got = cluster.get(a, &r.key, None, &mut ReadStats::default())?;
-            anyhow::ensure!(got.as_ref() == Some(&r.columns), "read back differs");
+            match &got {
+                Some(c) if c == &r.columns => {}
+                Some(c) => anyhow::bail!(
+                    "read back differs for {a}: {:?} vs {:?}",
+                    c.get("v").map(Vec::len),
+                    r.columns.get("v").map(Vec::len)
+                ),
+                None => anyhow::bail!("record of {a} not found"),
+            }
             Ok(())
         })?;
         line(
