@@ -36,6 +36,10 @@ struct Args {
     /// Output JSON lines (the only format; accepted for CLI uniformity).
     #[arg(long)]
     json: bool,
+    /// Instead of put/get: fill an in-process 7-node cluster until one node holds this many
+    /// MiB, remove that node, and time the repair that rebuilds its shards elsewhere.
+    #[arg(long)]
+    repair_mib: Option<usize>,
 }
 
 fn store_for(args: &Args, dir: &std::path::Path, name: &str) -> anyhow::Result<Arc<dyn Store>> {
@@ -112,8 +116,93 @@ fn run<T: Sync>(
     Ok((wall, all))
 }
 
+/// Time to rebuild everything a removed node held, in-process (memory stores).
+fn repair_bench(args: &Args, held_mib: usize) -> anyhow::Result<()> {
+    use kvs::repair::{NodeState, RepairConfig};
+    let nodes: Vec<Arc<LocalNode>> = (0..7)
+        .map(|i| {
+            Arc::new(LocalNode::new(
+                format!("node-{i}"),
+                Arc::new(MemStore::new()),
+                StorageMode::Shared,
+            ))
+        })
+        .collect();
+    let stores: Vec<Arc<dyn Store>> = nodes.iter().map(|n| n.store().clone()).collect();
+    let cluster = kvs::LocalCluster::new(nodes.clone(), 1, ClusterConfig::default())?;
+    let held = |i: usize| -> anyhow::Result<usize> {
+        Ok(stores[i]
+            .scan_prefix(b"s", usize::MAX)?
+            .iter()
+            .map(|(_, v)| v.len())
+            .sum())
+    };
+    let value = 1 << 20;
+    let mut i = 0usize;
+    while held(0)? < held_mib << 20 {
+        let body: Vec<u8> = (0..value)
+            .map(|j| ((i.wrapping_mul(131).wrapping_add(j)) % 251) as u8)
+            .collect();
+        cluster.put(
+            &format!("bc1qrepair{i:06}"),
+            Record::new(format!("{i:08}").into_bytes(), [("v".to_string(), body)]),
+        )?;
+        i += 1;
+    }
+    let lost = held(0)?;
+    nodes[0].set_online(false);
+    let states: std::collections::BTreeMap<String, NodeState> = (0..7)
+        .map(|n| {
+            (
+                format!("node-{n}"),
+                if n == 0 {
+                    NodeState::Removed
+                } else {
+                    NodeState::Up
+                },
+            )
+        })
+        .collect();
+    cluster.set_members(2, (1..7).map(|n| format!("node-{n}")).collect());
+    let start = Instant::now();
+    let report = cluster.repair(&states, 0, &RepairConfig::default())?;
+    let secs = start.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        report.failed == 0 && report.unrecoverable.is_empty(),
+        "repair incomplete: {report:?}"
+    );
+    let tag = format!(
+        "held_mib={},records={i},threads={}",
+        lost >> 20,
+        args.threads
+    );
+    line(&format!("kvs::repair_node_secs/{tag}"), secs, "s", None);
+    line(
+        &format!("kvs::repair_node_mbps/{tag}"),
+        lost as f64 / 1e6 / secs,
+        "MB/s",
+        None,
+    );
+    line(
+        &format!("kvs::repair_node_rebuilt/{tag}"),
+        report.rebuilt as f64,
+        "shards",
+        None,
+    );
+    line(
+        &format!("kvs::repair_node_moved/{tag}"),
+        report.moved as f64,
+        "shards",
+        None,
+    );
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(mib) = args.repair_mib {
+        return repair_bench(&args, mib);
+    }
     let tmp = tempfile_dir(&args)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
