@@ -202,7 +202,7 @@ mod processes {
             let c = c.clone();
             std::thread::spawn(move || {
                 let mut acked = Vec::new();
-                for i in 0..60 {
+                for i in 0..30 {
                     let a = format!("bc1qproc{}", i % 4);
                     let r = record(i, 3000);
                     if let Ok(receipt) = c.put(&a, r.clone()) {

@@ -247,20 +247,22 @@ impl RemoteNode {
                 tokio::time::timeout(self.timeout, self.call_inner(bytes)).await
             })
         };
-        let first = attempt(bytes.clone());
+        let first = match attempt(bytes.clone()) {
+            Ok(r) => r,
+            Err(_) => Err(KvsError::Net("timeout".into())),
+        };
         let result = match first {
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(e)) if had_conn => {
+            Ok(r) => Ok(r),
+            // a cached connection may belong to a node process that has since restarted
+            Err(e) if had_conn => {
                 debug!(node = %self.id, error = %e, "cached connection failed, reconnecting");
                 *self.conn.lock() = None;
                 match attempt(bytes) {
-                    Ok(Ok(r)) => Ok(r),
-                    Ok(Err(e)) => Err(e),
+                    Ok(r) => r,
                     Err(_) => Err(KvsError::Net("timeout".into())),
                 }
             }
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(KvsError::Net("timeout".into())),
+            Err(e) => Err(e),
         };
         result.map_err(|e| {
             debug!(node = %self.id, error = %e, "request failed");
