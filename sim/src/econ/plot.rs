@@ -27,11 +27,11 @@ pub fn dashboard(stem: &Path, title: &str, runs: &[Series<'_>]) -> anyhow::Resul
     let png = stem.with_extension("png");
     let svg = stem.with_extension("svg");
     {
-        let root = BitMapBackend::new(&png, (1500, 860)).into_drawing_area();
+        let root = BitMapBackend::new(&png, (1200, 720)).into_drawing_area();
         draw(root, title, runs)?;
     }
     {
-        let root = SVGBackend::new(&svg, (1500, 860)).into_drawing_area();
+        let root = SVGBackend::new(&svg, (1200, 720)).into_drawing_area();
         draw(root, title, runs)?;
     }
     Ok(())
