@@ -132,7 +132,7 @@ impl AccountBalance {
     }
 
     /// Pays a fee, credits first and then tokens; nothing changes if the account cannot pay.
-    #[inline]
+    #[inline(always)]
     pub fn pay_fee(&mut self, fee: Amount) -> Result<Payment, Error> {
         let from_credits = fee.min(self.credits.0);
         let from_tokens = fee.checked_sub(from_credits).ok_or(Error::Overflow)?;
@@ -478,7 +478,7 @@ impl Issuance {
     }
 
     /// The fee of a data operation under the schedule and the phase-1 basis.
-    #[inline]
+    #[inline(always)]
     pub fn fee(&self, op: &DataOp) -> Result<Amount, Error> {
         let f = &self.params.fees;
         match *op {
@@ -515,7 +515,7 @@ impl Issuance {
     /// Pays `fee` from `payer` and mirrors up to `mint_allowance` back to it when `mints`;
     /// touches no pool. Used with [`Issuance::commit`] to settle many independent payers at once;
     /// [`Issuance::settle`] is the one-operation form.
-    #[inline]
+    #[inline(always)]
     pub fn settle_payment(
         payer: &mut AccountBalance,
         fee: Amount,

@@ -71,7 +71,7 @@ impl Rate {
     }
 
     /// The charge for `qty` units, rounded up; an error if it exceeds the cap.
-    #[inline]
+    #[inline(always)]
     pub fn charge(self, qty: u64) -> Result<Amount, Error> {
         if let Some(n) = self.per_giga.checked_mul(qty) {
             return Amount::from_base_units(n.div_ceil(Self::GIGA)).ok_or(Error::AboveCap);
@@ -121,13 +121,13 @@ pub struct FeeSchedule {
 
 impl FeeSchedule {
     /// Fee for putting `bytes` bytes.
-    #[inline]
+    #[inline(always)]
     pub fn put_by_volume(&self, bytes: u64) -> Result<Amount, Error> {
         self.put_per_byte.charge(bytes)
     }
 
     /// Fee for putting the record of a trip of `metres` metres.
-    #[inline]
+    #[inline(always)]
     pub fn put_by_mileage(&self, metres: u64) -> Result<Amount, Error> {
         self.put_per_metre.charge(metres)
     }
@@ -139,7 +139,7 @@ impl FeeSchedule {
     }
 
     /// Fee for keeping `bytes` for `epochs` epochs; zero in shared mode (the waiver).
-    #[inline]
+    #[inline(always)]
     pub fn storage(&self, bytes: u64, epochs: u64, mode: StorageMode) -> Result<Amount, Error> {
         match mode {
             StorageMode::Shared => Ok(Amount::ZERO),

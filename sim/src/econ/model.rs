@@ -837,3 +837,17 @@ pub fn run_world(sc: &Scenario, run: u32, mut tick: impl FnMut(&Row)) -> anyhow:
     }
     Ok(rows)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gini_of_equal_and_concentrated_holdings() {
+        assert_eq!(gini(&mut [5, 5, 5, 5]), 0.0);
+        let g = gini(&mut [0, 0, 0, 100]);
+        assert!((g - 0.75).abs() < 1e-12, "{g}");
+        assert_eq!(gini(&mut []), 0.0);
+    }
+}
