@@ -101,7 +101,7 @@ impl Net {
             value,
             validator: self.addrs[who],
         };
-        let signature = secp::sign(&self.keys[who], &SimContext.vote_sign_bytes(&vote));
+        let signature = secp::sign(&self.keys[who], &SimContext.vote_sign_bytes(&vote).unwrap());
         SignedVote { vote, signature }
     }
     fn proposal(&self, r: u32, value: &SimValue, pol: Option<u32>) -> SignedProposal<SimContext> {
@@ -114,7 +114,10 @@ impl Net {
             pol_round: pol.map(Round),
             proposer: self.addrs[who],
         };
-        let signature = secp::sign(&self.keys[who], &SimContext.proposal_sign_bytes(&proposal));
+        let signature = secp::sign(
+            &self.keys[who],
+            &SimContext.proposal_sign_bytes(&proposal).unwrap(),
+        );
         SignedProposal {
             proposal,
             signature,
@@ -152,14 +155,16 @@ fn feed(
                     })
                 }
                 Output::SignVote(v) => {
-                    let signature = secp::sign(&net.keys[me], &SimContext.vote_sign_bytes(v));
+                    let signature =
+                        secp::sign(&net.keys[me], &SimContext.vote_sign_bytes(v).unwrap());
                     pending.push(Input::Vote(SignedVote {
                         vote: v.clone(),
                         signature,
                     }));
                 }
                 Output::SignProposal(p) => {
-                    let signature = secp::sign(&net.keys[me], &SimContext.proposal_sign_bytes(p));
+                    let signature =
+                        secp::sign(&net.keys[me], &SimContext.proposal_sign_bytes(p).unwrap());
                     pending.push(Input::Proposal(SignedProposal {
                         proposal: p.clone(),
                         signature,
@@ -635,7 +640,9 @@ fn refuses_bad_inputs() {
     not_proposer.proposal.proposer = net.addrs[wrong_who];
     not_proposer.signature = secp::sign(
         &net.keys[wrong_who],
-        &SimContext.proposal_sign_bytes(&not_proposer.proposal),
+        &SimContext
+            .proposal_sign_bytes(&not_proposer.proposal)
+            .unwrap(),
     );
     assert_eq!(
         core.handle(Input::Proposal(not_proposer)).unwrap_err(),
@@ -644,7 +651,7 @@ fn refuses_bad_inputs() {
     let mut bad_pol = net.proposal(1, &val(1), Some(1));
     bad_pol.signature = secp::sign(
         &net.keys[net.proposer(1)],
-        &SimContext.proposal_sign_bytes(&bad_pol.proposal),
+        &SimContext.proposal_sign_bytes(&bad_pol.proposal).unwrap(),
     );
     assert_eq!(
         core.handle(Input::Proposal(bad_pol)).unwrap_err(),
@@ -990,11 +997,11 @@ mod model {
                                 prop_assert!(n >= 3, "precommit for a value needs +2/3 prevotes received");
                             }
                             received.entry(pos).or_default().entry(v.value).or_default().insert(me);
-                            let signature = secp::sign(&net.keys[me], &SimContext.vote_sign_bytes(&v));
+                            let signature = secp::sign(&net.keys[me], &SimContext.vote_sign_bytes(&v).unwrap());
                             pending.push(Input::Vote(SignedVote { vote: v, signature }));
                         }
                         Output::SignProposal(p) => {
-                            let signature = secp::sign(&net.keys[me], &SimContext.proposal_sign_bytes(&p));
+                            let signature = secp::sign(&net.keys[me], &SimContext.proposal_sign_bytes(&p).unwrap());
                             pending.push(Input::Proposal(SignedProposal { proposal: p, signature }));
                         }
                         Output::GetValue { height, round, .. } => pending.push(Input::ProposeValue { height, round, value: val(1) }),

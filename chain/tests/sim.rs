@@ -37,7 +37,7 @@ fn samples() -> Vec<Message> {
         validator: addr,
     };
     let sv = SignedVote {
-        signature: secp::sign(&sk, &SimContext.vote_sign_bytes(&vote)),
+        signature: secp::sign(&sk, &SimContext.vote_sign_bytes(&vote).unwrap()),
         vote,
     };
     let proposal = Proposal {
@@ -49,7 +49,7 @@ fn samples() -> Vec<Message> {
         proposer: addr,
     };
     let sp = SignedProposal {
-        signature: secp::sign(&sk, &SimContext.proposal_sign_bytes(&proposal)),
+        signature: secp::sign(&sk, &SimContext.proposal_sign_bytes(&proposal).unwrap()),
         proposal,
     };
     let certificate = CommitCertificate {
@@ -79,13 +79,17 @@ fn authentic(m: &Message) -> bool {
     match m {
         Message::Vote(sv) => {
             sv.vote.validator == addr
-                && SimContext.verify(&pk, &SimContext.vote_sign_bytes(&sv.vote), &sv.signature)
+                && SimContext.verify(
+                    &pk,
+                    &SimContext.vote_sign_bytes(&sv.vote).unwrap(),
+                    &sv.signature,
+                )
         }
         Message::Proposal(sp) => {
             sp.proposal.proposer == addr
                 && SimContext.verify(
                     &pk,
-                    &SimContext.proposal_sign_bytes(&sp.proposal),
+                    &SimContext.proposal_sign_bytes(&sp.proposal).unwrap(),
                     &sp.signature,
                 )
         }
@@ -94,7 +98,9 @@ fn authentic(m: &Message) -> bool {
                 && certificate.signatures.iter().all(|s| {
                     SimContext.verify(
                         &pk,
-                        &SimContext.vote_sign_bytes(&certificate.vote_of(&s.validator)),
+                        &SimContext
+                            .vote_sign_bytes(&certificate.vote_of(&s.validator))
+                            .unwrap(),
                         &s.signature,
                     )
                 })

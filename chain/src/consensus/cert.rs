@@ -80,7 +80,7 @@ impl<C: Context> CommitCertificate<C> {
                 .ok_or(ConsensusError::InvalidCertificate(
                     "signer not in validator set",
                 ))?;
-            let bytes = ctx.vote_sign_bytes(&self.vote_of(&s.validator));
+            let bytes = ctx.vote_sign_bytes(&self.vote_of(&s.validator))?;
             if !ctx.verify(&member.public_key, &bytes, &s.signature) {
                 return Err(ConsensusError::InvalidCertificate("bad signature"));
             }

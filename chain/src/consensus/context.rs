@@ -6,6 +6,7 @@ use core::hash::Hash;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::error::ConsensusError;
 use super::types::{Proposal, Vote};
 
 /// A block height: totally ordered, with a successor.
@@ -40,10 +41,16 @@ pub trait Context: Clone + Debug + PartialEq + Eq {
 
     /// The identifier of `value`.
     fn value_id(&self, value: &Self::Value) -> Self::ValueId;
-    /// The canonical, domain-separated bytes a vote's signature covers.
-    fn vote_sign_bytes(&self, vote: &Vote<Self>) -> Vec<u8>;
-    /// The canonical, domain-separated bytes a proposal's signature covers.
-    fn proposal_sign_bytes(&self, proposal: &Proposal<Self>) -> Vec<u8>;
+    /// The canonical bytes a vote's signature covers.
+    ///
+    /// # Errors
+    /// [`ConsensusError::Encoding`] if the vote cannot be encoded.
+    fn vote_sign_bytes(&self, vote: &Vote<Self>) -> Result<Vec<u8>, ConsensusError>;
+    /// The canonical bytes a proposal's signature covers.
+    ///
+    /// # Errors
+    /// [`ConsensusError::Encoding`] if the proposal cannot be encoded.
+    fn proposal_sign_bytes(&self, proposal: &Proposal<Self>) -> Result<Vec<u8>, ConsensusError>;
     /// Whether `signature` by `key` over `message` is valid.
     fn verify(&self, key: &Self::PublicKey, message: &[u8], signature: &Self::Signature) -> bool;
 }

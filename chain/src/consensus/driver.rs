@@ -256,10 +256,14 @@ impl<C: Context, S: Signer<C>> Driver<C, S> {
                     valid: app.validate(height, &value),
                 }),
                 Output::SignProposal(proposal) => {
-                    let bytes = self.ctx.proposal_sign_bytes(&proposal);
                     let (h, r) = (proposal.height, proposal.round);
-                    match store.authorize_signing(h, r, SignStep::Propose, &bytes) {
-                        Ok(()) => {
+                    let authorized = self.ctx.proposal_sign_bytes(&proposal).and_then(|bytes| {
+                        store
+                            .authorize_signing(h, r, SignStep::Propose, &bytes)
+                            .map(|()| bytes)
+                    });
+                    match authorized {
+                        Ok(bytes) => {
                             let signed = SignedProposal {
                                 signature: self.signer.sign(&bytes),
                                 proposal,
@@ -280,14 +284,16 @@ impl<C: Context, S: Signer<C>> Driver<C, S> {
                     }
                 }
                 Output::SignVote(vote) => {
-                    let bytes = self.ctx.vote_sign_bytes(&vote);
                     let step = match vote.vote_type {
                         VoteType::Prevote => SignStep::Prevote,
                         VoteType::Precommit => SignStep::Precommit,
                     };
                     let (h, r) = (vote.height, vote.round);
-                    match store.authorize_signing(h, r, step, &bytes) {
-                        Ok(()) => {
+                    let authorized = self.ctx.vote_sign_bytes(&vote).and_then(|bytes| {
+                        store.authorize_signing(h, r, step, &bytes).map(|()| bytes)
+                    });
+                    match authorized {
+                        Ok(bytes) => {
                             let signed = SignedVote {
                                 signature: self.signer.sign(&bytes),
                                 vote,

@@ -53,6 +53,9 @@ pub enum ConsensusError {
     /// The instance already decided at this height.
     #[error("already decided at this height")]
     AlreadyDecided,
+    /// Signing bytes could not be encoded.
+    #[error("cannot encode signing bytes: {0}")]
+    Encoding(String),
     /// The next height does not exist (height counter overflow).
     #[error("height overflow")]
     HeightOverflow,

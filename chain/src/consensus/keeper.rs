@@ -52,7 +52,7 @@ impl<C: Context> Evidence<C> {
             .get(&a.validator)
             .ok_or(ConsensusError::InvalidEvidence("not a validator"))?;
         for sv in [&self.first, &self.second] {
-            let bytes = ctx.vote_sign_bytes(&sv.vote);
+            let bytes = ctx.vote_sign_bytes(&sv.vote)?;
             if !ctx.verify(&member.public_key, &bytes, &sv.signature) {
                 return Err(ConsensusError::InvalidEvidence("bad signature"));
             }

@@ -470,7 +470,7 @@ impl<C: Context> Consensus<C> {
         }
         if p.height != self.height {
             let (h, signer) = (p.height, p.proposer.clone());
-            let bytes = self.ctx.proposal_sign_bytes(p);
+            let bytes = self.ctx.proposal_sign_bytes(p)?;
             let signature = sp.signature.clone();
             return self.buffer_or_refuse(h, &signer, &bytes, &signature, Input::Proposal(sp));
         }
@@ -494,7 +494,7 @@ impl<C: Context> Consensus<C> {
             .get(&p.proposer)
             .map(|v| v.public_key.clone())
             .ok_or(ConsensusError::UnknownValidator)?;
-        let bytes = self.ctx.proposal_sign_bytes(p);
+        let bytes = self.ctx.proposal_sign_bytes(p)?;
         if !self.ctx.verify(&key, &bytes, &sp.signature) {
             return Err(ConsensusError::InvalidSignature);
         }
@@ -525,7 +525,7 @@ impl<C: Context> Consensus<C> {
         }
         if v.height != self.height {
             let (h, signer) = (v.height, v.validator.clone());
-            let bytes = self.ctx.vote_sign_bytes(v);
+            let bytes = self.ctx.vote_sign_bytes(v)?;
             let signature = sv.signature.clone();
             return self.buffer_or_refuse(h, &signer, &bytes, &signature, Input::Vote(sv));
         }
@@ -541,7 +541,7 @@ impl<C: Context> Consensus<C> {
         if self.keeper.contains(&sv) {
             return Ok(());
         }
-        let bytes = self.ctx.vote_sign_bytes(v);
+        let bytes = self.ctx.vote_sign_bytes(v)?;
         if !self.ctx.verify(&key, &bytes, &sv.signature) {
             return Err(ConsensusError::InvalidSignature);
         }

@@ -1,19 +1,44 @@
 //! The concrete [`Context`] the simulation runs: secp256k1 ECDSA validators deciding opaque
-//! byte-string values, with explicit, fixed-layout signing bytes.
+//! byte-string values. Signing bytes are the canonical `primitives::codec` encoding of a
+//! [`SignedPayload`]; signatures are over their [`primitives::hash::Domain::Consensus`] hash.
 
+use primitives::codec;
+use primitives::hash::{hash, Domain};
 use secp256k1::ecdsa::Signature;
 use secp256k1::PublicKey;
 use serde::{Deserialize, Serialize};
 
-use crate::consensus::secp::{self, tagged_hash, ValidatorAddress};
-use crate::consensus::{Context, Proposal, Vote, VoteType};
+use crate::consensus::secp::{self, ValidatorAddress};
+use crate::consensus::{ConsensusError, Context, InstanceId, Proposal, Round, Vote, VoteType};
 
-/// Domain tag of vote signing bytes.
-pub const VOTE_DOMAIN: &[u8] = b"carchain/consensus/vote/v1";
-/// Domain tag of proposal signing bytes.
-pub const PROPOSAL_DOMAIN: &[u8] = b"carchain/consensus/proposal/v1";
-/// Domain tag of value identifiers.
-pub const VALUE_DOMAIN: &[u8] = b"carchain/sim/value/v1";
+/// Hash domain of value identifiers.
+pub const VALUE_DOMAIN: Domain = Domain::Custom("sim-value");
+
+/// What a consensus signature covers; the variant index keeps votes and proposals apart.
+#[derive(Debug, Serialize)]
+pub enum SignedPayload<'a> {
+    /// A vote, as is.
+    Vote(&'a Vote<SimContext>),
+    /// A proposal, with its value replaced by the value's identifier.
+    Proposal {
+        /// Instance.
+        instance: InstanceId,
+        /// Height.
+        height: u64,
+        /// Round.
+        round: Round,
+        /// Proof-of-lock round.
+        pol_round: Option<Round>,
+        /// Proposer.
+        proposer: ValidatorAddress,
+        /// The proposed value's identifier.
+        value_id: ValueId,
+    },
+}
+
+fn encode(payload: &SignedPayload<'_>) -> Result<Vec<u8>, ConsensusError> {
+    codec::to_vec(payload).map_err(|e| ConsensusError::Encoding(e.to_string()))
+}
 
 const VALUE_MAGIC: &[u8; 4] = b"blk1";
 
@@ -60,7 +85,7 @@ pub struct ValueId(pub [u8; 32]);
 pub struct SimContext;
 
 impl SimContext {
-    /// Appends a vote's fields in the fixed layout shared by signing bytes and the wire.
+    /// Appends a vote's fields in the wire layout.
     pub(crate) fn vote_fields(vote: &Vote<Self>, out: &mut Vec<u8>) {
         out.extend_from_slice(&vote.instance.0.to_be_bytes());
         out.extend_from_slice(&vote.height.to_be_bytes());
@@ -89,32 +114,22 @@ impl Context for SimContext {
     type ValueId = ValueId;
 
     fn value_id(&self, value: &SimValue) -> ValueId {
-        ValueId(tagged_hash(VALUE_DOMAIN, &value.0))
+        ValueId(hash(VALUE_DOMAIN, &value.0))
     }
 
-    fn vote_sign_bytes(&self, vote: &Vote<Self>) -> Vec<u8> {
-        let mut out = Vec::with_capacity(96);
-        out.extend_from_slice(VOTE_DOMAIN);
-        Self::vote_fields(vote, &mut out);
-        out
+    fn vote_sign_bytes(&self, vote: &Vote<Self>) -> Result<Vec<u8>, ConsensusError> {
+        encode(&SignedPayload::Vote(vote))
     }
 
-    fn proposal_sign_bytes(&self, p: &Proposal<Self>) -> Vec<u8> {
-        let mut out = Vec::with_capacity(128);
-        out.extend_from_slice(PROPOSAL_DOMAIN);
-        out.extend_from_slice(&p.instance.0.to_be_bytes());
-        out.extend_from_slice(&p.height.to_be_bytes());
-        out.extend_from_slice(&p.round.0.to_be_bytes());
-        match p.pol_round {
-            None => out.push(0),
-            Some(r) => {
-                out.push(1);
-                out.extend_from_slice(&r.0.to_be_bytes());
-            }
-        }
-        out.extend_from_slice(&p.proposer.0);
-        out.extend_from_slice(&self.value_id(&p.value).0);
-        out
+    fn proposal_sign_bytes(&self, p: &Proposal<Self>) -> Result<Vec<u8>, ConsensusError> {
+        encode(&SignedPayload::Proposal {
+            instance: p.instance,
+            height: p.height,
+            round: p.round,
+            pol_round: p.pol_round,
+            proposer: p.proposer,
+            value_id: self.value_id(&p.value),
+        })
     }
 
     fn verify(&self, key: &PublicKey, message: &[u8], signature: &Signature) -> bool {

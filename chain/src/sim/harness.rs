@@ -14,12 +14,13 @@ use sha2::{Digest, Sha256};
 
 use super::context::{SimContext, SimValue, ValueId};
 use super::wire::{decode, encode, Message};
-use crate::consensus::secp::{self, tagged_hash, ValidatorAddress};
+use crate::consensus::secp::{self, ValidatorAddress};
 use crate::consensus::{
     Application, ConsensusError, ConsensusMessage, ConsensusStore, Context, Decision, Driver,
     Effect, Evidence, Input, InstanceId, MemoryStore, Params, Round, SignStep, SignedProposal,
     SignedVote, Signer, Step, Timeout, TimeoutConfig, Validator, ValidatorSet, Vote, VoteType,
 };
+use primitives::hash::{hash, Domain};
 
 /// How a simulated validator behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -560,7 +561,7 @@ fn sim_value(seed: u64, proposer: u32, height: u64, round: u32, variant: u8) -> 
     seed_bytes.extend_from_slice(&height.to_be_bytes());
     seed_bytes.extend_from_slice(&round.to_be_bytes());
     seed_bytes.push(variant);
-    let payload = tagged_hash(b"carchain/sim/payload", &seed_bytes);
+    let payload = hash(Domain::Custom("sim-payload"), &seed_bytes);
     let len = usize::from(payload[0] % 32);
     SimValue::new(height, proposer, round, payload.get(..len).unwrap_or(&[]))
 }
@@ -1088,7 +1089,7 @@ impl<'a> Sim<'a> {
                     nil = vote.value.is_none(),
                     "sign vote"
                 );
-                let bytes = self.ctx.vote_sign_bytes(vote);
+                let bytes = self.ctx.vote_sign_bytes(vote).unwrap_or_default();
                 self.record_signature(
                     i,
                     vote.height,
@@ -1108,7 +1109,7 @@ impl<'a> Sim<'a> {
                                 Some(ValueId(id))
                             }
                         };
-                        let other_bytes = self.ctx.vote_sign_bytes(&other);
+                        let other_bytes = self.ctx.vote_sign_bytes(&other).unwrap_or_default();
                         let twin = SignedVote {
                             signature: self.nodes[i].signer.sign(&other_bytes),
                             vote: other,
@@ -1130,7 +1131,7 @@ impl<'a> Sim<'a> {
                     pol_round = ?p.pol_round,
                     "sign proposal"
                 );
-                let bytes = self.ctx.proposal_sign_bytes(p);
+                let bytes = self.ctx.proposal_sign_bytes(p).unwrap_or_default();
                 self.record_signature(i, p.height, p.round.0, SignStep::Propose, &bytes);
                 if behaviour == Behaviour::Equivocate {
                     let mut other = signed.proposal.clone();
@@ -1142,7 +1143,7 @@ impl<'a> Sim<'a> {
                         1,
                     );
                     other.pol_round = None;
-                    let other_bytes = self.ctx.proposal_sign_bytes(&other);
+                    let other_bytes = self.ctx.proposal_sign_bytes(&other).unwrap_or_default();
                     let twin = SignedProposal {
                         signature: self.nodes[i].signer.sign(&other_bytes),
                         proposal: other,
@@ -1276,7 +1277,9 @@ impl<'a> Sim<'a> {
                 validator: self.nodes[i].signer.address,
             };
             let signed = SignedVote {
-                signature: self.nodes[i].signer.sign(&self.ctx.vote_sign_bytes(&vote)),
+                signature: self.nodes[i]
+                    .signer
+                    .sign(&self.ctx.vote_sign_bytes(&vote).unwrap_or_default()),
                 vote,
             };
             self.broadcast(i, &Message::Vote(signed));
@@ -1326,18 +1329,17 @@ impl<'a> Sim<'a> {
                 .and_then(|i| self.keys.get(*i))
                 .is_some_and(|k| {
                     self.ctx
-                        .verify(k, &self.ctx.vote_sign_bytes(&sv.vote), &sv.signature)
+                        .vote_sign_bytes(&sv.vote)
+                        .is_ok_and(|bytes| self.ctx.verify(k, &bytes, &sv.signature))
                 }),
             Message::Proposal(sp) => self
                 .by_address
                 .get(&sp.proposal.proposer)
                 .and_then(|i| self.keys.get(*i))
                 .is_some_and(|k| {
-                    self.ctx.verify(
-                        k,
-                        &self.ctx.proposal_sign_bytes(&sp.proposal),
-                        &sp.signature,
-                    )
+                    self.ctx
+                        .proposal_sign_bytes(&sp.proposal)
+                        .is_ok_and(|bytes| self.ctx.verify(k, &bytes, &sp.signature))
                 }),
             Message::Decided { value, certificate } => {
                 let set = self.set(certificate.height.min(1_000_000));
