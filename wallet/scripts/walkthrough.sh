@@ -50,7 +50,23 @@ show address LBVNU79049SB81546 --date 20180310 --json
 say "5. What the car receives at set-up: pool, user seed, RSA public key"
 show device export LBVNU79049SB81546 --json | jq '{vid, network, user_seed: (.user_seed[0:8] + "…"), addresses: (.addresses | length)}'
 
-say "6. Recover from the mnemonic alone into a new directory: same addresses"
+say "6. Seal the brief's records: the trip and the violation into the car's pool, the VIN as the wallet's own data"
+SEEDS="$ROOT/tests/data/seed-records.json"
+jq '.[0] | del(.comment)' "$SEEDS" > "$WORK/trip.json"
+jq '.[1] | del(.comment)' "$SEEDS" > "$WORK/carvio.json"
+jq '.[2] | del(.comment)' "$SEEDS" > "$WORK/vin.json"
+show seal "$WORK/trip.json" --vid LBVNU79049SB81546 -o "$WORK/trip.sealed.json"
+show seal "$WORK/carvio.json" --vid LBVNU79049SB81546 -o "$WORK/carvio.sealed.json"
+show seal "$WORK/vin.json" -o "$WORK/vin.sealed.json"
+echo "(the envelope: per-column AES-256-GCM ciphertexts, the record key wrapped with RSA-OAEP for each reader)"
+jq -c '{address, format, key, dhash, columns: (.columns | keys), readers: (.readers | keys | length)}' "$WORK/trip.sealed.json"
+
+say "7. Open them again: every column decrypted, dHash checked, address checked against the day"
+show open "$WORK/carvio.sealed.json"
+show open "$WORK/trip.sealed.json" --columns SPEED,len --json | jq -c .
+show open "$WORK/vin.sealed.json" --json | jq -c '{owner, record}'
+
+say "8. Recover from the mnemonic alone into a new directory: same addresses"
 printf '%s\n' "$MNEMONIC" | "$WALLET_BIN" --data-dir "$WORK/recovered" --network regtest init --recover --json > "$WORK/rec.json"
 "$WALLET_BIN" --data-dir "$WORK/recovered" device add LBVNU79049SB81546 --pool-size 8 >/dev/null
 A=$(wallet address LBVNU79049SB81546 --date 20160511 --json | jq -r .address)
@@ -58,7 +74,7 @@ B=$("$WALLET_BIN" --data-dir "$WORK/recovered" address LBVNU79049SB81546 --date 
 [[ "$(jq -r .first_address "$WORK/rec.json")" == "$FIRST" && "$A" == "$B" ]] || { echo "recovery mismatch" >&2; exit 1; }
 echo "first address $FIRST and record address $A recomputed from the mnemonic"
 
-say "7. Bad input: clear errors, non-zero exit, never a panic"
+say "9. Bad input: clear errors, non-zero exit, never a panic"
 must_fail init
 must_fail address NO-SUCH-CAR --date 20160511
 must_fail address LBVNU79049SB81546 --date 20230229
@@ -66,6 +82,11 @@ must_fail device add "bad vid" --pool-size 4
 must_fail device add LBVNU79049SB81546
 must_fail --network testnet show
 CARCHAIN_WALLET_PASSWORD=wrong must_fail show
+jq '.columns.SPEED.ciphertext |= ((if startswith("AAAA") then "BBBB" else "AAAA" end) + .[4:])' "$WORK/trip.sealed.json" > "$WORK/tampered.json"
+must_fail open "$WORK/tampered.json"
+printf '{"format":"trip-gps","key":{}}' > "$WORK/broken.json"
+must_fail seal "$WORK/broken.json" --vid LBVNU79049SB81546
+must_fail seal "$WORK/vin.json" --vid LBVNU79049SB81546
 printf 'abandon abandon abandon\n' > "$WORK/short.txt"
 code=0
 "$WALLET_BIN" --data-dir "$WORK/bad" init --recover < "$WORK/short.txt" 2>"$WORK/err" >/dev/null || code=$?

@@ -36,6 +36,9 @@ pub enum WalletError {
     /// A date is not a valid calendar day written as `YYYYMMDD`.
     #[error("invalid date {0:?} (expected a calendar day as YYYYMMDD)")]
     InvalidDate(String),
+    /// A device record has no date to choose its pool address by.
+    #[error("the record has no date (no START_TIME or DATE key part, no datetime or date column): pass --date")]
+    MissingDate,
     /// A device identifier is empty, too long or contains unsupported characters.
     #[error("invalid vid {0:?} (1 to 64 printable ASCII characters, no spaces)")]
     InvalidVid(String),
@@ -76,6 +79,12 @@ pub enum WalletError {
     /// A wallet already exists and would be overwritten.
     #[error("a wallet already exists at {0}; refusing to overwrite it")]
     AlreadyInitialized(PathBuf),
+    /// A record is malformed (bad JSON, key, format or columns).
+    #[error(transparent)]
+    Record(#[from] primitives::RecordError),
+    /// Sealing or opening a record envelope failed.
+    #[error(transparent)]
+    Envelope(#[from] primitives::EnvelopeError),
     /// A file-system operation failed.
     #[error("i/o error on {path}: {source}")]
     Io {

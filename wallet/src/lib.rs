@@ -11,6 +11,7 @@
 //! * [`keystore`]: scrypt + ChaCha20-Poly1305 encrypted, versioned keystore file.
 //! * [`pool`]: per-device address pools, user seeds and the date-keyed address choice.
 //! * [`devices`]: the persisted device list.
+//! * [`records`]: sealing and opening records (the `primitives` envelope) at the right address.
 //! * [`store`]: the data directory that holds both files.
 
 #![deny(
@@ -28,6 +29,7 @@ pub mod keys;
 pub mod keystore;
 pub mod pool;
 pub mod reader_key;
+pub mod records;
 pub mod store;
 
 pub use devices::{DeviceEntry, DeviceList, RecordLocation};
@@ -38,6 +40,9 @@ pub use pool::{
     deduct_address, deduct_index, pool_account, user_seed, AddressPool, RecordDate, UserSeed, Vid,
 };
 pub use reader_key::ReaderKey;
+pub use records::{
+    date_of, open_record, owner_of, place, record_date, seal_record, Opened, Owner, Placement,
+};
 pub use store::WalletDir;
 
 #[cfg(test)]

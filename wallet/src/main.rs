@@ -5,13 +5,17 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use primitives::envelope::SealedRecord;
+use primitives::record::Record;
 use serde_json::json;
 use wallet::keys::Chain;
 use wallet::pool::AddressPool;
+use wallet::reader_key::public_from_pem;
 use wallet::{
-    user_seed, HdKeys, KdfParams, MnemonicPhrase, ReaderKey, RecordDate, Vid, WalletDir,
-    WalletError, WalletNetwork, WalletSecrets,
+    date_of, open_record, owner_of, place, seal_record, user_seed, HdKeys, KdfParams,
+    MnemonicPhrase, Opened, Owner, ReaderKey, RecordDate, Vid, WalletDir, WalletError,
+    WalletNetwork, WalletSecrets,
 };
 use zeroize::Zeroizing;
 
@@ -97,6 +101,12 @@ enum Command {
     /// Manage the device list and each device's address pool.
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Seal a record: encrypt each column under a fresh key wrapped for the wallet's RSA key
+    /// (and any --reader), bound to the address the record is stored at.
+    Seal(SealArgs),
+    /// Open a sealed record with the wallet's RSA key, check its dHash, and say which of the
+    /// wallet's addresses (and which device) it belongs to.
+    Open(OpenArgs),
     /// Print the pool address that holds a device's records of a given day.
     Address {
         /// Device identifier (e.g. a VIN).
@@ -105,6 +115,38 @@ enum Command {
         #[arg(long)]
         date: String,
     },
+}
+
+#[derive(Debug, Args)]
+struct SealArgs {
+    /// Record JSON file, {"format":…,"key":{…},"value":{…}}; `-` reads stdin.
+    record: PathBuf,
+    /// Device whose address pool receives the record (the brief's putIotKV). Without it the
+    /// record is the wallet's own data (putWalKV), stored at its first receiving address.
+    #[arg(long)]
+    vid: Option<String>,
+    /// The record's day, YYYYMMDD [default: from the key's START_TIME or DATE, or the
+    /// datetime column].
+    #[arg(long)]
+    date: Option<String>,
+    /// Another reader's RSA public key (SPKI PEM file); repeatable. The wallet's own reader key
+    /// is always included.
+    #[arg(long = "reader", value_name = "PEM")]
+    readers: Vec<PathBuf>,
+    /// Write the sealed envelope to this file (atomically) and print a summary, instead of
+    /// printing the envelope.
+    #[arg(long, short, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct OpenArgs {
+    /// Sealed envelope JSON file made by `wallet seal`; `-` reads stdin.
+    sealed: PathBuf,
+    /// Decrypt only these columns (comma-separated). Without it every column is decrypted and
+    /// the record is checked against its dHash.
+    #[arg(long, value_delimiter = ',')]
+    columns: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -162,6 +204,8 @@ fn run(mut cli: Cli) -> anyhow::Result<()> {
         Command::Device(DeviceCommand::List) => device_list(&cli, &dir),
         Command::Device(DeviceCommand::Export { vid }) => device_export(&cli, &dir, vid),
         Command::Address { vid, date } => address(&cli, &dir, vid, date),
+        Command::Seal(args) => seal(&cli, &dir, args),
+        Command::Open(args) => open(&cli, &dir, args),
     }
 }
 
@@ -494,5 +538,156 @@ fn address(cli: &Cli, dir: &WalletDir, vid: &str, date: &str) -> anyhow::Result<
             loc.address, loc.vid, loc.date, loc.index, loc.path
         )
     });
+    Ok(())
+}
+
+/// Reads a whole input file, or stdin for `-`, capped at 64 MiB.
+fn read_input(path: &Path) -> anyhow::Result<String> {
+    const CAP: u64 = 64 << 20;
+    let mut text = String::new();
+    if path == Path::new("-") {
+        std::io::stdin()
+            .lock()
+            .take(CAP)
+            .read_to_string(&mut text)?;
+    } else {
+        std::fs::File::open(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .take(CAP)
+            .read_to_string(&mut text)
+            .with_context(|| format!("reading {}", path.display()))?;
+    }
+    Ok(text)
+}
+
+fn seal(cli: &Cli, dir: &WalletDir, args: &SealArgs) -> anyhow::Result<()> {
+    let record = Record::from_json_str(&read_input(&args.record)?)
+        .with_context(|| format!("malformed record {}", args.record.display()))?;
+    let vid = args.vid.as_deref().map(Vid::new).transpose()?;
+    let date = args.date.as_deref().map(RecordDate::parse).transpose()?;
+    let extra = args
+        .readers
+        .iter()
+        .map(|p| {
+            let pem = std::fs::read_to_string(p)
+                .with_context(|| format!("reading reader key {}", p.display()))?;
+            public_from_pem(&pem).with_context(|| format!("reader key {}", p.display()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let secrets = unlock(cli, dir)?;
+    let keys = secrets.hd_keys()?;
+    let devices = dir.devices(keys.network())?;
+    let placement = place(&keys, &devices, &record, vid.as_ref(), date)?;
+    let sealed = seal_record(&record, &placement.address, secrets.reader(), &extra)?;
+    let envelope = serde_json::to_string_pretty(&sealed)?;
+    let Some(out) = &args.out else {
+        println!("{envelope}");
+        return Ok(());
+    };
+    wallet::fsio::write_atomic(out, format!("{envelope}\n").as_bytes())?;
+    let readers: Vec<String> = sealed.readers.keys().map(ToString::to_string).collect();
+    let value = json!({
+        "file": out.display().to_string(),
+        "address": placement.address,
+        "path": placement.path,
+        "vid": placement.vid.as_ref().map(Vid::as_str),
+        "date": placement.date.map(|d| d.to_string()),
+        "format": sealed.format,
+        "dhash": hex::encode(sealed.dhash),
+        "columns": sealed.columns.keys().collect::<Vec<_>>(),
+        "readers": readers,
+        "ciphertext_bytes": sealed.ciphertext_len(),
+    });
+    emit(cli, value, || {
+        let owner = match (&placement.vid, placement.date) {
+            (Some(v), Some(d)) => format!("device {v}, day {d}"),
+            _ => "the wallet's own data".to_owned(),
+        };
+        format!(
+            "Sealed {} record ({} columns, {} reader(s)) to {}\n  address {} ({owner}, {})\n  dHash   {}\n",
+            sealed.format,
+            sealed.columns.len(),
+            sealed.readers.len(),
+            out.display(),
+            placement.address,
+            placement.path,
+            hex::encode(sealed.dhash)
+        )
+    });
+    Ok(())
+}
+
+fn open(cli: &Cli, dir: &WalletDir, args: &OpenArgs) -> anyhow::Result<()> {
+    let sealed: SealedRecord = serde_json::from_str(&read_input(&args.sealed)?)
+        .with_context(|| format!("malformed sealed record {}", args.sealed.display()))?;
+    let secrets = unlock(cli, dir)?;
+    let keys = secrets.hd_keys()?;
+    let devices = dir.devices(keys.network())?;
+    let opened = open_record(&sealed, secrets.reader(), &args.columns)?;
+    let (columns, full) = match &opened {
+        Opened::Full(r) => (r.columns().clone(), Some(r)),
+        Opened::Columns(c) => (c.clone(), None),
+    };
+    let day = date_of(&sealed.key, &columns);
+    let owner = owner_of(&keys, &devices, &sealed.address, day)?;
+    let columns = serde_json::Value::Object(columns.into_iter().collect());
+    // Built by hand so the key keeps its written order (it defines the storage order).
+    let record_json = format!(
+        "{{\"format\":{},\"key\":{},\"value\":{}}}",
+        serde_json::Value::String(sealed.format.clone()),
+        sealed.key.to_json_string(),
+        columns
+    );
+    if cli.json {
+        let head = json!({
+            "address": sealed.address,
+            "dhash": hex::encode(sealed.dhash),
+            "dhash_verified": full.is_some(),
+            "owner": owner,
+        })
+        .to_string();
+        let head = head.strip_suffix('}').unwrap_or(&head);
+        println!("{head},\"record\":{record_json}}}");
+        return Ok(());
+    }
+    {
+        let mut s = format!(
+            "format  {}\nkey     {}\nvalue   {}\n",
+            sealed.format,
+            sealed.key.to_json_string(),
+            serde_json::to_string_pretty(&columns)?.replace('\n', "\n        ")
+        );
+        s.push_str(&match full {
+            Some(_) => format!("dHash {} verified\n", hex::encode(sealed.dhash)),
+            None => "projection: columns authenticated one by one (dHash needs every column)\n"
+                .to_owned(),
+        });
+        s.push_str(&match &owner {
+            Owner::Wallet => format!("address {}: this wallet's own data\n", sealed.address),
+            Owner::Device {
+                vid,
+                date_matches: Some(true),
+            } => format!(
+                "address {}: pool of {vid}, the right address for the record's day\n",
+                sealed.address
+            ),
+            Owner::Device {
+                vid,
+                date_matches: Some(false),
+            } => format!(
+                "address {}: pool of {vid}, but NOT the address its day deduces to\n",
+                sealed.address
+            ),
+            Owner::Device {
+                vid,
+                date_matches: None,
+            } => format!("address {}: pool of {vid}\n", sealed.address),
+            Owner::Foreign => format!(
+                "address {}: not one of this wallet's addresses\n",
+                sealed.address
+            ),
+        });
+        print!("{s}");
+    }
     Ok(())
 }

@@ -75,6 +75,8 @@ fn help_explains_the_commands() {
     let r = run(tmp.path(), &["--help"], None, None);
     assert!(r.status_ok);
     for word in [
+        "seal",
+        "open",
         "init",
         "show",
         "device",
@@ -393,5 +395,274 @@ fn toml_config_supplies_defaults_and_flags_override_it() {
     fails_with(
         &run(&d, &["show"], Some("config pw"), None),
         "malformed config",
+    );
+}
+
+fn seed_record(format: &str) -> Value {
+    let all: Value =
+        serde_json::from_str(include_str!("../../tests/data/seed-records.json")).unwrap();
+    let mut rec = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["format"] == format && r.get("value").is_some())
+        .unwrap()
+        .clone();
+    rec.as_object_mut().unwrap().remove("comment");
+    rec
+}
+
+#[test]
+fn seal_and_open_the_brief_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("w");
+    let d = d.as_path();
+    let r = run(
+        d,
+        &["--network", "regtest", "init", "--recover"],
+        Some(PW),
+        Some("hamster diagram private dutch cause delay private meat slide toddler razor book happy fancy gospel tennis maple dilemma loan word shrug inflict delay length"),
+    );
+    assert!(r.status_ok, "{}", r.stderr);
+    ok_json(
+        d,
+        &["device", "add", "LBVNU79049SB81546", "--pool-size", "8"],
+    );
+
+    for (format, vid) in [
+        ("trip-gps", Some("LBVNU79049SB81546")),
+        ("carvio", Some("LBVNU79049SB81546")),
+        ("VIN_CODE", None),
+    ] {
+        let rec = seed_record(format);
+        let input = tmp.path().join(format!("{format}.json"));
+        let sealed = tmp.path().join(format!("{format}.sealed.json"));
+        std::fs::write(&input, rec.to_string()).unwrap();
+        let mut args = vec![
+            "seal",
+            input.to_str().unwrap(),
+            "-o",
+            sealed.to_str().unwrap(),
+        ];
+        if let Some(v) = vid {
+            args.extend(["--vid", v]);
+        }
+        let summary = ok_json(d, &args);
+        let envelope = std::fs::read_to_string(&sealed).unwrap();
+        // Values are encrypted: no plaintext column content in the envelope.
+        if format == "VIN_CODE" {
+            assert!(!envelope.contains("LBVNU79049SB81546"));
+            assert_eq!(summary["path"], "m/84'/1'/0'/0/0");
+        } else {
+            assert!(summary["path"].as_str().unwrap().starts_with("m/84'/1'/"));
+            let day = ok_json(
+                d,
+                &[
+                    "address",
+                    "LBVNU79049SB81546",
+                    "--date",
+                    summary["date"].as_str().unwrap(),
+                ],
+            );
+            assert_eq!(day["address"], summary["address"]);
+        }
+        let opened = ok_json(d, &["open", sealed.to_str().unwrap()]);
+        assert_eq!(opened["record"], rec, "{format}");
+        assert_eq!(opened["dhash_verified"], true);
+        assert_eq!(opened["dhash"], summary["dhash"]);
+        let kind = if vid.is_some() { "device" } else { "wallet" };
+        assert_eq!(opened["owner"]["kind"], kind);
+        if vid.is_some() {
+            assert_eq!(opened["owner"]["date_matches"], true);
+        }
+    }
+
+    // Without -o the envelope goes to stdout, and `open -` reads it from stdin.
+    let trip = tmp.path().join("trip-gps.json");
+    let r = run(
+        d,
+        &["seal", trip.to_str().unwrap(), "--vid", "LBVNU79049SB81546"],
+        Some(PW),
+        None,
+    );
+    assert!(r.status_ok, "{}", r.stderr);
+    let r2 = run(
+        d,
+        &["open", "-", "--columns", "SPEED,len", "--json"],
+        Some(PW),
+        Some(&r.stdout),
+    );
+    assert!(r2.status_ok, "{}", r2.stderr);
+    let v: Value = serde_json::from_str(&r2.stdout).unwrap();
+    assert_eq!(v["dhash_verified"], false);
+    assert_eq!(v["record"]["value"].as_object().unwrap().len(), 2);
+    assert_eq!(v["record"]["value"]["len"], 10);
+    let text = run(d, &["open", "-"], Some(PW), Some(&r.stdout));
+    assert!(
+        text.status_ok && text.stdout.contains("verified") && text.stdout.contains("START_TIME")
+    );
+
+    // An extra reader (an OpenSSL key) is added next to the wallet's own key.
+    let key = tmp.path().join("buyer.pem");
+    let pubkey = tmp.path().join("buyer.pub.pem");
+    let ok = Command::new("/usr/bin/openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            key.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap()
+        .success()
+        && Command::new("/usr/bin/openssl")
+            .args([
+                "pkey",
+                "-in",
+                key.to_str().unwrap(),
+                "-pubout",
+                "-out",
+                pubkey.to_str().unwrap(),
+            ])
+            .status()
+            .unwrap()
+            .success();
+    assert!(ok);
+    let out = tmp.path().join("shared.sealed.json");
+    let s = ok_json(
+        d,
+        &[
+            "seal",
+            trip.to_str().unwrap(),
+            "--vid",
+            "LBVNU79049SB81546",
+            "--reader",
+            pubkey.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(s["readers"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn seal_and_open_reject_bad_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("w");
+    let d = d.as_path();
+    let other = tmp.path().join("other");
+    let r = run(d, &["--network", "regtest", "init"], Some(PW), None);
+    assert!(r.status_ok, "{}", r.stderr);
+    ok_json(d, &["device", "add", "car", "--pool-size", "4"]);
+
+    let bad = tmp.path().join("bad.json");
+    std::fs::write(&bad, r#"{"format":"x","key":{}}"#).unwrap();
+    fails_with(
+        &run(d, &["seal", bad.to_str().unwrap()], Some(PW), None),
+        "malformed record",
+    );
+    fails_with(
+        &run(d, &["seal", "/no/such/file.json"], Some(PW), None),
+        "reading",
+    );
+    let vin = tmp.path().join("vin.json");
+    std::fs::write(&vin, seed_record("VIN_CODE").to_string()).unwrap();
+    fails_with(
+        &run(
+            d,
+            &["seal", vin.to_str().unwrap(), "--vid", "car"],
+            Some(PW),
+            None,
+        ),
+        "pass --date",
+    );
+    fails_with(
+        &run(
+            d,
+            &[
+                "seal",
+                vin.to_str().unwrap(),
+                "--vid",
+                "ghost",
+                "--date",
+                "20200101",
+            ],
+            Some(PW),
+            None,
+        ),
+        "unknown vid",
+    );
+    let notpem = tmp.path().join("not.pem");
+    std::fs::write(&notpem, "hello").unwrap();
+    fails_with(
+        &run(
+            d,
+            &[
+                "seal",
+                vin.to_str().unwrap(),
+                "--reader",
+                notpem.to_str().unwrap(),
+            ],
+            Some(PW),
+            None,
+        ),
+        "reader key",
+    );
+
+    let trip = tmp.path().join("trip.json");
+    std::fs::write(&trip, seed_record("trip-gps").to_string()).unwrap();
+    let sealed = tmp.path().join("trip.sealed.json");
+    ok_json(
+        d,
+        &[
+            "seal",
+            trip.to_str().unwrap(),
+            "--vid",
+            "car",
+            "-o",
+            sealed.to_str().unwrap(),
+        ],
+    );
+    let mut env: Value = serde_json::from_str(&std::fs::read_to_string(&sealed).unwrap()).unwrap();
+
+    fails_with(
+        &run(
+            d,
+            &["open", sealed.to_str().unwrap(), "--columns", "NOPE"],
+            Some(PW),
+            None,
+        ),
+        "unknown column",
+    );
+
+    // A flipped ciphertext byte.
+    let ct = env["columns"]["SPEED"]["ciphertext"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let first = if ct.starts_with('A') { "B" } else { "A" };
+    let flipped = format!("{first}{}", ct.get(1..).unwrap());
+    env["columns"]["SPEED"]["ciphertext"] = flipped.into();
+    let tampered = tmp.path().join("tampered.json");
+    std::fs::write(&tampered, env.to_string()).unwrap();
+    fails_with(
+        &run(d, &["open", tampered.to_str().unwrap()], Some(PW), None),
+        "failed authentication",
+    );
+
+    fails_with(
+        &run(d, &["open", bad.to_str().unwrap()], Some(PW), None),
+        "malformed sealed record",
+    );
+
+    // Another wallet is not a reader.
+    let r = run(&other, &["--network", "regtest", "init"], Some(PW), None);
+    assert!(r.status_ok, "{}", r.stderr);
+    fails_with(
+        &run(&other, &["open", sealed.to_str().unwrap()], Some(PW), None),
+        "not a reader",
     );
 }
