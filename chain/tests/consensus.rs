@@ -59,7 +59,7 @@ impl Net {
         self.addrs.iter().position(|x| x == a).unwrap()
     }
     fn proposer(&self, r: u32) -> usize {
-        self.idx(self.set.proposer(Round(r)))
+        self.idx(self.set.proposer(Round(r)).unwrap())
     }
     /// A validator that proposes none of rounds 0..=2.
     fn bystander(&self) -> usize {

@@ -481,7 +481,7 @@ impl<C: Context> Consensus<C> {
         if p.pol_round.is_some_and(|vr| vr >= p.round) {
             return Err(ConsensusError::InvalidPolRound);
         }
-        if self.validators.proposer(p.round) != &p.proposer {
+        if self.validators.proposer(p.round) != Some(&p.proposer) {
             return Err(ConsensusError::NotProposer);
         }
         if let Some((existing, _)) = self.proposals.get(&p.round) {
@@ -595,7 +595,7 @@ impl<C: Context> Consensus<C> {
             return;
         }
         let Some(me) = self.me.clone() else { return };
-        if self.validators.proposer(round) != &me {
+        if self.validators.proposer(round) != Some(&me) {
             return;
         }
         self.validity.insert(self.ctx.value_id(&value), true);
@@ -666,7 +666,7 @@ impl<C: Context> Consensus<C> {
         let is_proposer = self
             .me
             .as_ref()
-            .is_some_and(|me| self.validators.proposer(round) == me);
+            .is_some_and(|me| self.validators.proposer(round) == Some(me));
         if is_proposer {
             if let (Some((vr, value, id)), Some(me)) = (self.valid.clone(), self.me.clone()) {
                 self.validity.insert(id, true);

@@ -35,11 +35,35 @@ pub fn is_one_third_plus(weight: u64, total: u64) -> bool {
 /// A validator set, sorted by address, with the proposer priorities of Tendermint's weighted
 /// round-robin: over any window, each validator proposes in proportion to its power.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(bound = "")]
+#[serde(bound = "", try_from = "RawValidatorSet<C>")]
 pub struct ValidatorSet<C: Context> {
     validators: Vec<Validator<C>>,
     priorities: Vec<i64>,
     total: u64,
+}
+
+/// The serialized form, re-validated on the way in.
+#[derive(Deserialize)]
+#[serde(bound = "")]
+struct RawValidatorSet<C: Context> {
+    validators: Vec<Validator<C>>,
+    priorities: Vec<i64>,
+    /// Recomputed by [`ValidatorSet::new`]; a stored total is never trusted.
+    #[allow(dead_code)]
+    total: u64,
+}
+
+impl<C: Context> TryFrom<RawValidatorSet<C>> for ValidatorSet<C> {
+    type Error = ConsensusError;
+
+    fn try_from(raw: RawValidatorSet<C>) -> Result<Self, ConsensusError> {
+        let mut set = ValidatorSet::new(raw.validators)?;
+        // Priorities belong to the sorted order `new` produced; keep them only if they fit.
+        if raw.priorities.len() == set.validators.len() {
+            set.priorities = raw.priorities;
+        }
+        Ok(set)
+    }
 }
 
 impl<C: Context> ValidatorSet<C> {
@@ -109,18 +133,15 @@ impl<C: Context> ValidatorSet<C> {
     }
 
     /// The proposer of `round` at the height this set (with its current priorities) is used for:
-    /// the priorities are advanced `round + 1` times and the last winner proposes.
-    pub fn proposer(&self, round: Round) -> &C::Address {
+    /// the priorities are advanced `round + 1` times and the last winner proposes. (`None` only
+    /// for an empty set, which construction and deserialization both refuse.)
+    pub fn proposer(&self, round: Round) -> Option<&C::Address> {
         let mut priorities = self.priorities.clone();
         let mut winner = self.step(&mut priorities);
         for _ in 0..round.0 {
             winner = self.step(&mut priorities);
         }
-        // The set is non-empty by construction, so `winner` indexes a member.
-        match self.validators.get(winner) {
-            Some(v) => &v.address,
-            None => &self.first().address,
-        }
+        self.validators.get(winner).map(|v| &v.address)
     }
 
     /// Advances the priorities by one step: the set to use for the next height.
@@ -128,12 +149,6 @@ impl<C: Context> ValidatorSet<C> {
         let mut priorities = core::mem::take(&mut self.priorities);
         self.step(&mut priorities);
         self.priorities = priorities;
-    }
-
-    fn first(&self) -> &Validator<C> {
-        // Constructed non-empty; `new` rejects the empty set.
-        #[allow(clippy::indexing_slicing)]
-        &self.validators[0]
     }
 
     /// One round of the proposer-priority algorithm; returns the index of the winner.
@@ -259,7 +274,7 @@ mod tests {
         let mut s = set(&[1, 2, 3, 4]);
         let mut counts = [0u32; 4];
         for _ in 0..100 {
-            let p = *s.proposer(Round(0));
+            let p = *s.proposer(Round(0)).unwrap();
             counts[usize::from(p.0[0])] += 1;
             s.advance();
         }
@@ -272,8 +287,33 @@ mod tests {
         let mut t = s.clone();
         for r in 0..20u32 {
             assert_eq!(s.proposer(Round(r)), t.proposer(Round(0)), "round {r}");
+            assert!(s.proposer(Round(r)).is_some());
             t.advance();
         }
+    }
+
+    #[test]
+    fn deserialization_revalidates() {
+        let mut s = set(&[5, 6, 7]);
+        s.advance();
+        let bytes = primitives::codec::to_vec(&s).unwrap();
+        let back: ValidatorSet<SimContext> = primitives::codec::from_slice(&bytes).unwrap();
+        assert_eq!(back, s);
+        let v: Vec<Validator<SimContext>> = s.iter().cloned().collect();
+        let empty = primitives::codec::to_vec(&(
+            Vec::<Validator<SimContext>>::new(),
+            Vec::<i64>::new(),
+            0u64,
+        ))
+        .unwrap();
+        assert!(primitives::codec::from_slice::<ValidatorSet<SimContext>>(&empty).is_err());
+        let dup =
+            primitives::codec::to_vec(&(vec![v[0].clone(), v[0].clone()], vec![0i64, 0], 10u64))
+                .unwrap();
+        assert!(primitives::codec::from_slice::<ValidatorSet<SimContext>>(&dup).is_err());
+        let lying_total = primitives::codec::to_vec(&(v.clone(), vec![0i64; 3], 1u64)).unwrap();
+        let fixed: ValidatorSet<SimContext> = primitives::codec::from_slice(&lying_total).unwrap();
+        assert_eq!(fixed.total_power(), 18);
     }
 
     proptest! {
@@ -293,8 +333,8 @@ mod tests {
             let total: u64 = powers.iter().sum();
             let mut counts = vec![0u64; powers.len()];
             for _ in 0..total {
-                let p = *a.proposer(Round(0));
-                prop_assert_eq!(&p, b.proposer(Round(0)));
+                let p = *a.proposer(Round(0)).unwrap();
+                prop_assert_eq!(Some(&p), b.proposer(Round(0)));
                 counts[usize::from(p.0[0])] += 1;
                 a.advance();
                 b.advance();
