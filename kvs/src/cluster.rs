@@ -655,7 +655,14 @@ impl<N: NodeApi + ?Sized + 'static> Cluster<N> {
         report.unrecoverable = plan.unrecoverable.clone();
         let by_root: BTreeMap<Hash, &StripeState> = stripes.iter().map(|s| (s.root, s)).collect();
         let mut rebuilt: BTreeMap<Hash, Stripe> = BTreeMap::new();
-        for action in &plan.actions {
+        // rebuild before moving: a move deletes its source, which a rebuild may still need
+        let mut actions: Vec<&RepairAction> = plan.actions.iter().collect();
+        actions.sort_by_key(|a| match a {
+            RepairAction::Rebuild { .. } => 0u8,
+            RepairAction::Move { .. } => 1,
+            RepairAction::Drop { .. } => 2,
+        });
+        for action in actions {
             let res = self.run_action(action, &by_root, &manifests, &mut rebuilt);
             match (res, action) {
                 (Ok(()), RepairAction::Rebuild { .. }) => {

@@ -1,10 +1,10 @@
 //! Placement of stripes on storage nodes by rendezvous (highest-random-weight) hashing of the
 //! partition key, and the membership source that supplies the node set.
 //!
-//! Shard `i` of an address goes to the node with the highest score
-//! `H(address, i, node)` among nodes not already chosen for a lower index. Adding or removing
-//! a node moves only the shards whose choice involved that node (plus rare cascades), and every
-//! client computes the same placement from the same node set.
+//! Shard indices are matched to nodes by a stable matching over the scores
+//! `H(address, i, node)`: adding or removing a node moves the shards whose choice involved it
+//! plus the few it displaces, and every client computes the same placement from the same node
+//! set.
 #![deny(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -106,32 +106,61 @@ pub fn score(partition: &[u8], index: u8, node: &str) -> [u8; 32] {
 }
 
 /// The node for each of the `n` shards of `partition` among `nodes` (distinct nodes).
+///
+/// A stable matching of shard indices to nodes: every index ranks nodes by
+/// [`score`]`(partition, index, node)`, every node prefers the index that scores it higher,
+/// and indices propose in order until matched. The result depends only on the node set; when a
+/// node leaves, its index moves and only indices it displaces on the way follow.
 pub fn place(partition: &[u8], nodes: &[NodeId], n: usize) -> Result<Vec<NodeId>> {
-    let distinct: BTreeSet<&NodeId> = nodes.iter().collect();
+    let distinct: Vec<&NodeId> = nodes.iter().collect::<BTreeSet<_>>().into_iter().collect();
+    let too_few = || KvsError::TooFewNodes {
+        need: n,
+        have: distinct.len(),
+    };
     if distinct.len() < n {
-        return Err(KvsError::TooFewNodes {
-            need: n,
-            have: distinct.len(),
-        });
+        return Err(too_few());
     }
-    let mut chosen: Vec<NodeId> = Vec::with_capacity(n);
+    let mut prefs: Vec<Vec<([u8; 32], &NodeId)>> = Vec::with_capacity(n);
     for i in 0..n {
         let index = u8::try_from(i).map_err(|_| KvsError::Overflow("shard index"))?;
-        let best = distinct
+        let mut p: Vec<([u8; 32], &NodeId)> = distinct
             .iter()
-            .filter(|id| !chosen.contains(id))
-            .max_by(|a, b| {
-                score(partition, index, a)
-                    .cmp(&score(partition, index, b))
-                    .then_with(|| b.cmp(a))
-            })
-            .ok_or(KvsError::TooFewNodes {
-                need: n,
-                have: distinct.len(),
-            })?;
-        chosen.push((*best).clone());
+            .map(|id| (score(partition, index, id), *id))
+            .collect();
+        p.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+        prefs.push(p);
     }
-    Ok(chosen)
+    let mut next = vec![0usize; n];
+    let mut holder: std::collections::BTreeMap<&NodeId, (usize, [u8; 32])> =
+        std::collections::BTreeMap::new();
+    let mut free: std::collections::VecDeque<usize> = (0..n).collect();
+    while let Some(i) = free.pop_front() {
+        let cursor = next.get_mut(i).ok_or_else(too_few)?;
+        let (s, node) = *prefs
+            .get(i)
+            .and_then(|p| p.get(*cursor))
+            .ok_or_else(too_few)?;
+        *cursor = cursor
+            .checked_add(1)
+            .ok_or(KvsError::Overflow("placement"))?;
+        match holder.get(node).copied() {
+            None => {
+                holder.insert(node, (i, s));
+            }
+            Some((j, sj)) if s > sj => {
+                holder.insert(node, (i, s));
+                free.push_back(j);
+            }
+            Some(_) => free.push_back(i),
+        }
+    }
+    let mut out: Vec<Option<NodeId>> = vec![None; n];
+    for (node, (i, _)) in holder {
+        if let Some(slot) = out.get_mut(i) {
+            *slot = Some(node.clone());
+        }
+    }
+    out.into_iter().map(|o| o.ok_or_else(too_few)).collect()
 }
 
 #[cfg(test)]

@@ -675,3 +675,37 @@ fn equal_payloads_under_different_keys_or_addresses_stay_distinct() {
     }
     assert_eq!(c.list_keys("bc1qsame", &mut stats).unwrap().len(), 2);
 }
+
+#[test]
+fn removing_a_node_from_a_small_cluster_rebuilds_without_failed_actions() {
+    let (c, _) = mem_cluster(7);
+    let data = populate(&c);
+    c.node("node-0").unwrap().set_online(false);
+    let states: BTreeMap<String, NodeState> = (0..7)
+        .map(|i| {
+            (
+                format!("node-{i}"),
+                if i == 0 {
+                    NodeState::Removed
+                } else {
+                    NodeState::Up
+                },
+            )
+        })
+        .collect();
+    c.set_members(2, (1..7).map(|i| format!("node-{i}")).collect());
+    let report = c.repair(&states, 0, &RepairConfig::default()).unwrap();
+    assert!(report.rebuilt > 0);
+    assert_eq!(report.failed, 0, "{report:?}");
+    assert!(report.unrecoverable.is_empty());
+    check_all(&c, &data);
+    let mut stats = ReadStats::default();
+    for (a, r, _) in &data {
+        c.get(a, &r.key, Some(&["SPEED"]), &mut stats).unwrap();
+    }
+    assert_eq!(stats.degraded, 0);
+    assert_eq!(
+        c.repair(&states, 0, &RepairConfig::default()).unwrap(),
+        kvs::RepairReport::default()
+    );
+}
