@@ -35,6 +35,10 @@ struct Cli {
     /// Proofs for the SHA-256 baseline (its setup dominates the run).
     #[arg(long, default_value_t = 1)]
     sha_iters: usize,
+    /// Only count constraints (every circuit, mileage N = 8/32/128, SHA-256 baseline); no setup
+    /// or proving.
+    #[arg(long)]
+    count_only: bool,
     /// Output is always JSON lines; accepted for CLI uniformity.
     #[arg(long)]
     json: bool,
@@ -106,6 +110,29 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let shape = RecordShape::KIB;
     let record = kib_record();
+
+    if cli.count_only {
+        let pos = count_constraints(PossessionCircuit::blank(shape))?.constraints as f64;
+        emit("zk::possession/constraints", pos, "constraints");
+        let sha = count_constraints(Sha256PossessionCircuit {
+            len: shape.capacity(),
+            bytes: None,
+            binding: None,
+        })?
+        .constraints as f64;
+        emit_ratio("zk::possession_sha256/constraints", sha, "constraints", pos);
+        let fe = count_constraints(FairExchangeCircuit::blank(shape))?.constraints as f64;
+        emit("zk::fair_exchange/constraints", fe, "constraints");
+        for n in zk::mileage::TRIP_COUNTS {
+            let c = count_constraints(MileageCircuit::blank(MileageShape::standard(n)))?;
+            emit(
+                &format!("zk::mileage/n={n}/constraints"),
+                c.constraints as f64,
+                "constraints",
+            );
+        }
+        return Ok(());
+    }
 
     // native hash throughput
     let kib = vec![0xa5u8; 1024];
