@@ -5,6 +5,8 @@
 //!
 //! May depend on: `tokenomics`, and the sans-IO cores of `chain`, `kvs` and `market`.
 //!
-//! Subcommands live in their own modules: [`econ`] is `sim econ`.
+//! Subcommands live in their own modules: [`econ`] is `sim econ`, [`consensus`] is
+//! `sim consensus`.
 
+pub mod consensus;
 pub mod econ;

@@ -1,4 +1,5 @@
-//! `sim`: CarChain's simulators. `sim econ` runs the token-economy model; see `sim --help`.
+//! `sim`: CarChain's simulators. `sim econ` runs the token-economy model, `sim consensus` the
+//! consensus sweeps; see `sim --help`.
 
 use clap::{Parser, Subcommand};
 
@@ -14,10 +15,14 @@ struct Cli {
 enum Command {
     /// Token economy: cars, agent nodes and service providers under the three issuance phases.
     Econ(sim::econ::cli::EconArgs),
+    /// Consensus: seeded sweeps of validators under latency, loss, partitions, crashes and
+    /// Byzantine peers; prints the first failing seed, which `--replay SEED` reproduces.
+    Consensus(sim::consensus::ConsensusArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Econ(args) => sim::econ::cli::run(args),
+        Command::Consensus(args) => sim::consensus::run(args),
     }
 }
