@@ -222,6 +222,15 @@ impl Encoder<'_> {
     }
 }
 
+macro_rules! ser_int {
+    ($method:ident, $ty:ty) => {
+        fn $method(self, v: $ty) -> Result<(), CodecError> {
+            self.out.extend_from_slice(&v.to_be_bytes());
+            Ok(())
+        }
+    };
+}
+
 impl<'a, 'o> ser::Serializer for &'a mut Encoder<'o> {
     type Ok = ();
     type Error = CodecError;
@@ -237,46 +246,16 @@ impl<'a, 'o> ser::Serializer for &'a mut Encoder<'o> {
         self.out.push(u8::from(v));
         Ok(())
     }
-    fn serialize_i8(self, v: i8) -> Result<(), CodecError> {
-        self.out.extend_from_slice(&v.to_be_bytes());
-        Ok(())
-    }
-    fn serialize_i16(self, v: i16) -> Result<(), CodecError> {
-        self.out.extend_from_slice(&v.to_be_bytes());
-        Ok(())
-    }
-    fn serialize_i32(self, v: i32) -> Result<(), CodecError> {
-        self.out.extend_from_slice(&v.to_be_bytes());
-        Ok(())
-    }
-    fn serialize_i64(self, v: i64) -> Result<(), CodecError> {
-        self.out.extend_from_slice(&v.to_be_bytes());
-        Ok(())
-    }
-    fn serialize_i128(self, v: i128) -> Result<(), CodecError> {
-        self.out.extend_from_slice(&v.to_be_bytes());
-        Ok(())
-    }
-    fn serialize_u8(self, v: u8) -> Result<(), CodecError> {
-        self.out.push(v);
-        Ok(())
-    }
-    fn serialize_u16(self, v: u16) -> Result<(), CodecError> {
-        self.out.extend_from_slice(&v.to_be_bytes());
-        Ok(())
-    }
-    fn serialize_u32(self, v: u32) -> Result<(), CodecError> {
-        self.out.extend_from_slice(&v.to_be_bytes());
-        Ok(())
-    }
-    fn serialize_u64(self, v: u64) -> Result<(), CodecError> {
-        self.out.extend_from_slice(&v.to_be_bytes());
-        Ok(())
-    }
-    fn serialize_u128(self, v: u128) -> Result<(), CodecError> {
-        self.out.extend_from_slice(&v.to_be_bytes());
-        Ok(())
-    }
+    ser_int!(serialize_i8, i8);
+    ser_int!(serialize_i16, i16);
+    ser_int!(serialize_i32, i32);
+    ser_int!(serialize_i64, i64);
+    ser_int!(serialize_i128, i128);
+    ser_int!(serialize_u8, u8);
+    ser_int!(serialize_u16, u16);
+    ser_int!(serialize_u32, u32);
+    ser_int!(serialize_u64, u64);
+    ser_int!(serialize_u128, u128);
     fn serialize_f32(self, _: f32) -> Result<(), CodecError> {
         Err(CodecError::FloatNotAllowed)
     }
