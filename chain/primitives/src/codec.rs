@@ -575,13 +575,7 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
     }
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
         let len = self.len()?;
-        self.enter()?;
-        let v = visitor.visit_seq(Elements {
-            de: &mut *self,
-            remaining: len,
-        });
-        self.leave();
-        v
+        self.deserialize_tuple(len, visitor)
     }
     fn deserialize_tuple<V: Visitor<'de>>(
         self,
