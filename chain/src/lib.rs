@@ -10,8 +10,10 @@
 //! faults, crashes and Byzantine peers (always compiled, so the `sim` crate and tests can call
 //! [`sim::run_seeds`] without a feature flag; it has no I/O either).
 
+pub mod block;
 pub mod consensus;
 pub mod sim;
+pub mod state;
 
 /// Every error this crate returns.
 #[derive(Debug, thiserror::Error)]
