@@ -12,8 +12,11 @@
 
 pub mod block;
 pub mod consensus;
+pub mod ledger;
+pub mod mempool;
 pub mod sim;
 pub mod state;
+pub mod tx;
 
 /// Every error this crate returns.
 #[derive(Debug, thiserror::Error)]

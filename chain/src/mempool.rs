@@ -1,0 +1,1 @@
+//! The mempool (placeholder until its slice lands).
