@@ -508,6 +508,13 @@ fn device_setup_grants_credits_and_attestations_are_paid_from_them() {
     // Another key at the same address is fine.
     let other = attest(&net, &dev.key, &dev.vid, pool_addr, 2, 10);
     assert!(net.block(&[other]).receipts[0].succeeded());
+    let listed = registry::attestations_at(&net.state, &pool_addr, 10).unwrap();
+    let keys: Vec<Vec<u8>> = listed.iter().map(|(k, _)| k.clone()).collect();
+    assert_eq!(keys, vec![record_key(1), record_key(2)]);
+    assert_eq!(listed[0].1, entry);
+    assert!(registry::attestations_at(&net.state, &addr(&user(78)), 10)
+        .unwrap()
+        .is_empty());
 }
 
 #[test]
@@ -816,8 +823,13 @@ enum Op {
     Transfer { from: u8, to: u8, amount: u64 },
     Stake { who: u8, amount: u64 },
     Unstake { who: u8, amount: u64 },
+    Attest { n: u16, size: u32 },
+    DoubleSign { who: u8 },
     Empty,
 }
+
+/// The device every invariant run sets up (its key is `user(60)`).
+const PROP_VID: &str = "VIN-PROP";
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
@@ -828,6 +840,8 @@ fn op() -> impl Strategy<Value = Op> {
         }),
         (0u8..6, 1u64..2_000_000).prop_map(|(who, amount)| Op::Stake { who, amount }),
         (0u8..6, 1u64..2_000_000).prop_map(|(who, amount)| Op::Unstake { who, amount }),
+        (0u16..64, 1u32..2_000_000).prop_map(|(n, size)| Op::Attest { n, size }),
+        (0u8..3).prop_map(|who| Op::DoubleSign { who }),
         Just(Op::Empty),
     ]
 }
@@ -870,6 +884,36 @@ fn build(net: &Net, ops: &[Op]) -> Vec<Vec<u8>> {
                 })
                 .unwrap(),
             ),
+            Op::Attest { n, size } => {
+                let t = attest(
+                    net,
+                    &user(60),
+                    PROP_VID,
+                    addr(&user(61)),
+                    i64::from(*n),
+                    u64::from(*size),
+                );
+                let stx = chain::tx::SignedTx::decode(&t, 1 << 20).unwrap();
+                let a = addr(&user(60));
+                let acct = bank::account(&net.state, &a).unwrap();
+                let cap = acct.tokens.checked_add(acct.credits).unwrap();
+                if stx.tx.fee > cap || nonces.contains_key(&a) {
+                    continue;
+                }
+                nonces.insert(a, acct.nonce + 1);
+                txs.push(t);
+                continue;
+            }
+            Op::DoubleSign { who } => (
+                user(62),
+                ModuleId::STAKING,
+                codec::to_vec(&StakingCall::Evidence(Box::new(double_sign(
+                    net,
+                    u32::from(*who),
+                    net.height.max(1),
+                ))))
+                .unwrap(),
+            ),
             Op::Empty => continue,
         };
         let pk: PublicKey = k.public_key(SECP256K1);
@@ -910,6 +954,8 @@ proptest! {
             .map(|(n, i)| net.tx_n(&vkey(0), n as u64, ModuleId::BANK, &BankCall::Transfer { to: addr(&actor(i)), amount: tokens(500_000) }, net.fee()))
             .collect();
         net.block(&seed_txs);
+        net.block(&[net.transfer(&vkey(1), &user(62), tokens(10))]);
+        setup_device(&mut net, vkey(2), user(60), PROP_VID);
         for ops in blocks {
             let txs = build(&net, &ops);
             let a = net.execute(&txs);
@@ -920,11 +966,37 @@ proptest! {
             net.height += 1;
             let t = bank::totals(&net.state).unwrap();
             prop_assert!(t.conserved(net.genesis.tokenomics.cap), "{:?}", t);
+            prop_assert_eq!(out.receipts.len(), txs.len());
             prop_assert!(t.issued <= Amount::MAX_SUPPLY);
             if let Some(set) = out.next_validators {
                 prop_assert!(!set.is_empty());
                 prop_assert!(set.iter().all(|v| v.voting_power >= net.genesis.min_stake.to_base_units()));
             }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+
+    /// Arbitrary or mutated bytes never panic admission or execution, and a block holding them
+    /// is refused without changing anything.
+    #[test]
+    fn garbage_never_panics_and_never_executes(
+        junk in proptest::collection::vec(any::<u8>(), 0..300),
+        pos in any::<usize>(),
+        val in any::<u8>(),
+    ) {
+        let net = Net::new(1);
+        prop_assert!(net.ledger.check_tx(&net.state, &junk).is_err());
+        prop_assert!(net.execute(std::slice::from_ref(&junk)).is_err());
+        let mut t = net.transfer(&vkey(0), &user(2), tokens(1));
+        let n = t.len();
+        t[pos % n] ^= val.max(1);
+        let _ = net.ledger.check_tx(&net.state, &t);
+        if let Ok(out) = net.execute(std::slice::from_ref(&t)) {
+            // Only a mutation that still verifies can execute (practically never).
+            prop_assert_eq!(out.receipts.len(), 1);
         }
     }
 }

@@ -238,6 +238,29 @@ pub fn attestation(
     get_decoded(view, &attestation_key(address, record_key))
 }
 
+/// The attestations under `address`, in record-key order (the order-preserving key encoding
+/// makes this the records' own order), at most `limit` of them: what a wallet lists for one
+/// pool address.
+///
+/// # Errors
+/// [`LedgerError`] if the state fails or an entry is malformed.
+pub fn attestations_at(
+    view: &(impl StateView + ?Sized),
+    address: &AccountAddress,
+    limit: usize,
+) -> Result<Vec<(Vec<u8>, Attestation)>, LedgerError> {
+    let prefix = key(ATTESTATION_PREFIX, &[&address.0]);
+    view.scan_prefix(&prefix, limit)?
+        .into_iter()
+        .map(|(k, v)| {
+            let record_key = k.get(prefix.len()..).unwrap_or_default().to_vec();
+            let entry = primitives::codec::from_slice(&v)
+                .map_err(|e| LedgerError::Corrupt(format!("attestation: {e}")))?;
+            Ok((record_key, entry))
+        })
+        .collect()
+}
+
 /// The VID whose current device key has account `device`.
 ///
 /// # Errors
