@@ -172,6 +172,7 @@ fn main() {
         .as_bytes()
         .to_vec();
     let devices = N / 2;
+    let setup_fee = fee.checked_add(g.device_setup_fee).unwrap();
     let dev_key = |i: usize| key(1_000_000 + i);
     let setups: Vec<Vec<u8>> = (0..devices)
         .flat_map(|i| {
@@ -191,7 +192,7 @@ fn main() {
             })
             .unwrap();
             [
-                signed(&g, &key(i), 1, ModuleId::REGISTRY, setup, fee),
+                signed(&g, &key(i), 1, ModuleId::REGISTRY, setup, setup_fee),
                 signed(&g, &key(i), 2, ModuleId::REGISTRY, pool, fee),
             ]
         })

@@ -131,6 +131,13 @@ impl Net {
         self.genesis.min_tx_fee
     }
 
+    fn setup_fee(&self) -> Amount {
+        self.genesis
+            .min_tx_fee
+            .checked_add(self.genesis.device_setup_fee)
+            .unwrap()
+    }
+
     fn transfer(&self, from: &SecretKey, to: &SecretKey, amount: Amount) -> Vec<u8> {
         self.tx(
             from,
@@ -394,7 +401,7 @@ fn setup_device(net: &mut Net, owner: SecretKey, key: SecretKey, vid: &str) -> D
         size: 100,
         valid_until: 1_000,
     };
-    let t0 = net.tx(&owner, ModuleId::REGISTRY, &setup, net.fee());
+    let t0 = net.tx(&owner, ModuleId::REGISTRY, &setup, net.setup_fee());
     let t1 = net.tx_n(
         &owner,
         net.nonce(&owner) + 1,
@@ -579,7 +586,7 @@ fn setup_refuses_duplicates_and_malformed_keys() {
         device_key: user(31).public_key(SECP256K1),
         agent: addr(&vkey(0)),
     };
-    let t = net.tx(&vkey(0), ModuleId::REGISTRY, &again, net.fee());
+    let t = net.tx(&vkey(0), ModuleId::REGISTRY, &again, net.setup_fee());
     assert_eq!(
         net.ledger.check_tx(&net.state, &t).unwrap_err().code,
         RejectCode::Duplicate
@@ -590,7 +597,7 @@ fn setup_refuses_duplicates_and_malformed_keys() {
         device_key: dev.key.public_key(SECP256K1),
         agent: addr(&vkey(0)),
     };
-    let t = net.tx(&vkey(0), ModuleId::REGISTRY, &reused_key, net.fee());
+    let t = net.tx(&vkey(0), ModuleId::REGISTRY, &reused_key, net.setup_fee());
     assert_eq!(
         net.ledger.check_tx(&net.state, &t).unwrap_err().code,
         RejectCode::Conflict
@@ -601,7 +608,7 @@ fn setup_refuses_duplicates_and_malformed_keys() {
         device_key: user(32).public_key(SECP256K1),
         agent: addr(&vkey(0)),
     };
-    let t = net.tx(&vkey(0), ModuleId::REGISTRY, &bad_rsa, net.fee());
+    let t = net.tx(&vkey(0), ModuleId::REGISTRY, &bad_rsa, net.setup_fee());
     let r = net.ledger.check_tx(&net.state, &t).unwrap_err();
     assert_eq!(r.code, RejectCode::BadCall);
     assert!(r.reason.contains("SPKI"), "{r}");
@@ -611,7 +618,7 @@ fn setup_refuses_duplicates_and_malformed_keys() {
         device_key: user(32).public_key(SECP256K1),
         agent: addr(&vkey(0)),
     };
-    let t = net.tx(&vkey(0), ModuleId::REGISTRY, &bad_vid, net.fee());
+    let t = net.tx(&vkey(0), ModuleId::REGISTRY, &bad_vid, net.setup_fee());
     assert_eq!(
         net.ledger.check_tx(&net.state, &t).unwrap_err().code,
         RejectCode::BadCall
@@ -623,7 +630,15 @@ fn setup_refuses_duplicates_and_malformed_keys() {
         device_key: user(33).public_key(SECP256K1),
         agent: addr(&vkey(0)),
     };
-    net.block(&[net.tx(&vkey(0), ModuleId::REGISTRY, &no_pool, net.fee())]);
+    // A setup pays the setup surcharge on top of the base fee.
+    let cheap = net.tx(&vkey(0), ModuleId::REGISTRY, &no_pool, net.fee());
+    let r = net.ledger.check_tx(&net.state, &cheap).unwrap_err();
+    assert_eq!(r.code, RejectCode::FeeTooLow);
+    assert!(matches!(
+        net.execute(&[cheap]),
+        Err(BlockError::InvalidTx { .. })
+    ));
+    net.block(&[net.tx(&vkey(0), ModuleId::REGISTRY, &no_pool, net.setup_fee())]);
     let t = attest(&net, &user(33), "VIN-E", addr(&user(71)), 1, 10);
     let r = net.ledger.check_tx(&net.state, &t).unwrap_err();
     assert_eq!(r.code, RejectCode::Conflict);

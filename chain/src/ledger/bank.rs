@@ -252,7 +252,6 @@ pub fn min_fee(
 /// [`ExecError::Failed`] with [`RejectCode::InsufficientFunds`] if the payer cannot pay.
 pub fn charge_fee(
     state: &mut Pending<'_>,
-    params: &LedgerParams,
     payer: &AccountAddress,
     fee: Amount,
     op: Option<&DataOp>,
@@ -287,7 +286,6 @@ pub fn charge_fee(
         .fee_pool
         .checked_add(settlement.to_providers)
         .ok_or(LedgerError::Token(tokenomics::Error::AboveCap))?;
-    let _ = params;
     put_account(state, payer, &acct)?;
     put_issuance(state, &iss)?;
     put_supply(state, &s)?;

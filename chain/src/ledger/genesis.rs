@@ -16,7 +16,8 @@
 //!   "min_stake": "1000",
 //!   "min_tx_fee": 1000,
 //!   "slash_bps": 500,
-//!   "nonce_window": 16
+//!   "nonce_window": 16,
+//!   "device_setup_fee": "1"
 //! }
 //! ```
 //!
@@ -135,6 +136,10 @@ pub struct Genesis {
     pub slash_bps: u16,
     /// How far ahead of an account's nonce the mempool admits.
     pub nonce_window: u64,
+    /// Surcharge on every device setup, on top of `min_tx_fee` (a setup is granted fee
+    /// credits from the automatic pool, so it must not be nearly free). Default zero.
+    #[serde(default)]
+    pub device_setup_fee: Amount,
 }
 
 /// Parses a network name.
@@ -254,6 +259,7 @@ impl Genesis {
             min_tx_fee: self.min_tx_fee,
             slash_bps: self.slash_bps,
             nonce_window: self.nonce_window,
+            device_setup_fee: self.device_setup_fee,
         }
     }
 
@@ -308,6 +314,7 @@ impl Genesis {
             min_tx_fee: Amount::from_base_units(1_000).unwrap_or(Amount::ZERO),
             slash_bps: 500,
             nonce_window: 16,
+            device_setup_fee: Amount::ONE_TOKEN,
         }
     }
 }

@@ -92,6 +92,9 @@ pub struct LedgerParams {
     pub min_tx_fee: Amount,
     /// Share of stake burned for double signing, in basis points.
     pub slash_bps: u16,
+    /// Surcharge on a device setup (which is granted fee credits from the automatic pool).
+    #[serde(with = "amount_units")]
+    pub device_setup_fee: Amount,
     /// How far ahead of the account nonce the mempool admits transactions.
     pub nonce_window: u64,
 }
@@ -385,6 +388,8 @@ pub struct CallInfo {
     /// The data operation the call bills (a put), if any: its fee is added to the minimum and,
     /// for producer operations, mirrored by the automatic pool.
     pub data_op: Option<DataOp>,
+    /// A module's own surcharge on the minimum fee (a device setup's, for example).
+    pub extra_fee: Amount,
 }
 
 /// Everything a module sees about the transaction it handles.
@@ -754,7 +759,9 @@ impl Ledger {
             hash,
         };
         let call = module.check_call(&ctx)?;
-        let min_fee = bank::min_fee(view, params, call.data_op.as_ref())?;
+        let min_fee = bank::min_fee(view, params, call.data_op.as_ref())?
+            .checked_add(call.extra_fee)
+            .ok_or_else(|| Rejection::new(RejectCode::FeeTooLow, "minimum fee overflows"))?;
         if stx.tx.fee < min_fee {
             return Err(Rejection::new(
                 RejectCode::FeeTooLow,
@@ -807,17 +814,12 @@ impl Ledger {
         let (stx, info, call, module) = self.admit(&params, view, tx, &block, false)?;
         if info.nonce == info.account_nonce {
             let mut scratch = Pending::new(view);
-            bank::charge_fee(
-                &mut scratch,
-                &params,
-                &info.sender,
-                info.fee,
-                call.data_op.as_ref(),
-            )
-            .map_err(|e| match e {
-                ExecError::Failed(r) => r,
-                ExecError::Fatal(f) => Rejection::from(f),
-            })?;
+            bank::charge_fee(&mut scratch, &info.sender, info.fee, call.data_op.as_ref()).map_err(
+                |e| match e {
+                    ExecError::Failed(r) => r,
+                    ExecError::Fatal(f) => Rejection::from(f),
+                },
+            )?;
             let ctx = TxContext {
                 block: &block,
                 params: &params,
@@ -880,13 +882,7 @@ impl Ledger {
             let (stx, info, call, module) = self
                 .admit(&params, &state, raw, ctx, true)
                 .map_err(invalid)?;
-            match bank::charge_fee(
-                &mut state,
-                &params,
-                &info.sender,
-                info.fee,
-                call.data_op.as_ref(),
-            ) {
+            match bank::charge_fee(&mut state, &info.sender, info.fee, call.data_op.as_ref()) {
                 Ok(()) => {}
                 Err(ExecError::Failed(r)) => return Err(invalid(r)),
                 Err(ExecError::Fatal(e)) => return Err(e.into()),

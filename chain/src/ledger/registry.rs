@@ -508,7 +508,10 @@ impl Module for Registry {
             RegistryCall::Setup { vid, rsa_spki, .. } => {
                 check_vid(&vid)?;
                 check_rsa(&rsa_spki)?;
-                Ok(CallInfo::default())
+                Ok(CallInfo {
+                    data_op: None,
+                    extra_fee: ctx.params.device_setup_fee,
+                })
             }
             RegistryCall::SetDup { vid, size, .. } => {
                 check_vid(&vid)?;
@@ -550,6 +553,7 @@ impl Module for Registry {
                         bytes: size,
                         metres,
                     }),
+                    extra_fee: tokenomics::Amount::ZERO,
                 })
             }
         }
