@@ -7,7 +7,9 @@
 //! - Admission is [`Ledger::check_tx`] against the committed state (nonces up to the genesis
 //!   `nonce_window` ahead are kept, so a sender can queue several), plus the pool's own checks:
 //!   the same bytes twice, the same (sender, nonce) twice (a replacement must pay a strictly
-//!   higher fee), the per-sender limit, and the count and byte limits.
+//!   higher fee), two transactions claiming the same entry ([`TxInfo::conflict`]: an
+//!   attestation's (address, key), a VID's setup), the per-sender limit, and the count and byte
+//!   limits.
 //! - When full, a new transaction evicts the lowest fee-per-byte transaction that is the
 //!   *last* queued of its sender (so eviction never leaves a nonce gap) if it pays strictly
 //!   more per byte; otherwise it is refused with [`RejectCode::MempoolFull`].
@@ -116,6 +118,7 @@ pub struct Mempool {
     by_hash: HashMap<Hash32, Entry>,
     by_sender: BTreeMap<AccountAddress, BTreeMap<u64, Hash32>>,
     next_nonce: BTreeMap<AccountAddress, u64>,
+    conflicts: HashMap<Vec<u8>, Hash32>,
     bytes: usize,
     seq: u64,
     gossip: Vec<Hash32>,
@@ -182,6 +185,11 @@ impl Mempool {
     fn remove(&mut self, hash: &Hash32) -> Option<Entry> {
         let e = self.by_hash.remove(hash)?;
         self.bytes = self.bytes.saturating_sub(e.raw.len());
+        if let Some(c) = &e.info.conflict {
+            if self.conflicts.get(c) == Some(hash) {
+                self.conflicts.remove(c);
+            }
+        }
         if let Some(q) = self.by_sender.get_mut(&e.info.sender) {
             q.remove(&e.info.nonce);
             if q.is_empty() {
@@ -257,6 +265,14 @@ impl Mempool {
             }
             None => None,
         };
+        if let Some(other) = info.conflict.as_ref().and_then(|c| self.conflicts.get(c)) {
+            if Some(*other) != replaced {
+                return Err(Rejection::new(
+                    RejectCode::Duplicate,
+                    "another pending transaction already claims the same entry (the same attestation or device)",
+                ));
+            }
+        }
         let queued = self.by_sender.get(&info.sender).map_or(0, BTreeMap::len);
         if replaced.is_none() && queued >= self.config.max_per_sender {
             return Err(Rejection::new(
@@ -293,6 +309,9 @@ impl Mempool {
         }
         self.seq = self.seq.saturating_add(1);
         self.bytes = self.bytes.saturating_add(tx.len());
+        if let Some(c) = &info.conflict {
+            self.conflicts.insert(c.clone(), hash);
+        }
         self.by_sender
             .entry(info.sender)
             .or_default()

@@ -326,3 +326,75 @@ fn gossip_hands_out_each_new_transaction_once() {
     assert_eq!(mp.missing(&[tx_hash(&a), unknown]), vec![unknown]);
     assert_eq!(mp.get(&tx_hash(&a)), Some(a.as_slice()));
 }
+
+#[test]
+fn two_pending_claims_of_one_entry_conflict() {
+    use rand_chacha::rand_core::SeedableRng;
+    use rsa::pkcs8::EncodePublicKey;
+    let env = Env::new();
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
+    let spki = rsa::RsaPrivateKey::new(&mut rng, 2048)
+        .unwrap()
+        .to_public_key()
+        .to_public_key_der()
+        .unwrap()
+        .as_bytes()
+        .to_vec();
+    let setup = |owner: &SecretKey, device: u8, fee: Amount| {
+        Transaction {
+            chain_id: env.genesis.chain_id.clone(),
+            sender: owner.public_key(SECP256K1),
+            nonce: 0,
+            fee,
+            module: ModuleId::REGISTRY,
+            call: codec::to_vec(&chain::ledger::registry::RegistryCall::Setup {
+                vid: "VIN-SAME".into(),
+                rsa_spki: spki.clone(),
+                device_key: user(device).public_key(SECP256K1),
+                agent: addr(&vkey(0)),
+            })
+            .unwrap(),
+        }
+        .sign(owner)
+        .unwrap()
+        .encode()
+        .unwrap()
+    };
+    let fee = env
+        .genesis
+        .min_tx_fee
+        .checked_add(env.genesis.device_setup_fee)
+        .unwrap();
+    let mut mp = pool(100, 1 << 20, 10);
+    let first = setup(&vkey(0), 10, fee);
+    mp.insert(&env.ledger, &env.state, first.clone(), Source::Local)
+        .unwrap();
+    let r = mp
+        .insert(
+            &env.ledger,
+            &env.state,
+            setup(&vkey(1), 11, fee),
+            Source::Peer,
+        )
+        .unwrap_err();
+    assert_eq!(r.code, RejectCode::Duplicate);
+    assert!(r.reason.contains("same entry"), "{r}");
+    // The sender's own replacement (same nonce, higher fee) is not a conflict.
+    let bump = fee
+        .checked_add(Amount::from_base_units(1).unwrap())
+        .unwrap();
+    let replacement = setup(&vkey(0), 12, bump);
+    mp.insert(&env.ledger, &env.state, replacement.clone(), Source::Local)
+        .unwrap();
+    assert!(!mp.contains(&tx_hash(&first)));
+    // Once the claim leaves the pool, the entry is free again.
+    mp.update(&env.ledger, &env.state, &[replacement]);
+    assert!(mp.is_empty());
+    mp.insert(
+        &env.ledger,
+        &env.state,
+        setup(&vkey(1), 11, fee),
+        Source::Peer,
+    )
+    .unwrap();
+}

@@ -380,6 +380,10 @@ pub struct TxInfo {
     pub size: usize,
     /// The executing module.
     pub module: ModuleId,
+    /// The state key the call claims once and for all (an attestation, a VID), if any: the
+    /// mempool holds at most one pending transaction per such key, so a retried put is never
+    /// charged twice.
+    pub conflict: Option<Vec<u8>>,
 }
 
 /// What a module's stateless check says about a call.
@@ -538,6 +542,12 @@ pub trait Module: Send + Sync {
     /// # Errors
     /// A [`Rejection`] saying why not.
     fn check_state(&self, ctx: &TxContext<'_>, view: &dyn StateView) -> Result<(), Rejection>;
+
+    /// The state key this call claims once and for all (so two pending transactions claiming
+    /// it conflict), if any. Called after a successful [`Module::check_call`].
+    fn conflict_key(&self, _ctx: &TxContext<'_>) -> Option<Vec<u8>> {
+        None
+    }
 
     /// Executes the call; on [`ExecError::Failed`] the ledger drops this call's writes.
     ///
@@ -790,6 +800,7 @@ impl Ledger {
             min_fee,
             size: raw.len(),
             module: stx.tx.module,
+            conflict: module.conflict_key(&ctx),
         };
         Ok((stx, info, call, module))
     }

@@ -559,6 +559,14 @@ impl Module for Registry {
         }
     }
 
+    fn conflict_key(&self, ctx: &TxContext<'_>) -> Option<Vec<u8>> {
+        match Self::call(ctx).ok()? {
+            RegistryCall::Attest { address, key, .. } => Some(attestation_key(&address, &key)),
+            RegistryCall::Setup { vid, .. } => Some(device_key(&vid)),
+            RegistryCall::SetDup { .. } | RegistryCall::Reset { .. } => None,
+        }
+    }
+
     fn check_state(&self, ctx: &TxContext<'_>, view: &dyn StateView) -> Result<(), Rejection> {
         let mut scratch = Pending::new(view);
         let call = Self::call(ctx)?;
