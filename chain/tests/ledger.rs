@@ -694,6 +694,11 @@ fn stake_and_unstake_take_effect_at_the_epoch_boundary() {
         net.account(&newcomer).tokens,
         before.checked_add(tokens(20_000)).unwrap()
     );
+    // Sets beyond the evidence horizon are pruned; recent ones are kept.
+    let horizon = net.genesis.unbonding_epochs * net.genesis.epoch_length;
+    assert!(net.height > horizon + 1);
+    assert!(staking::set_at(&net.state, 1).is_err());
+    assert!(staking::set_at(&net.state, net.height + 1 - horizon).is_ok());
     let too_much = StakingCall::Unstake { amount: tokens(1) };
     let t = net.tx(&newcomer, ModuleId::STAKING, &too_much, net.fee());
     assert_eq!(

@@ -7,7 +7,7 @@
 //!   stake is paid back `unbonding_epochs` epochs later. If no one would qualify, the set is
 //!   kept unchanged.
 //! - Every set is stored with the first height it signs, so evidence is checked against the
-//!   set of its own height. Evidence ([`Evidence::verify`]) may be submitted by anyone up to
+//!   set of its own height; sets older than the evidence horizon are pruned at epoch ends. Evidence ([`Evidence::verify`]) may be submitted by anyone up to
 //!   `unbonding_epochs × epoch_length` blocks after the fact; it burns `slash_bps` of the
 //!   offender's bonded and pending stake, starts unbonding the rest, tombstones the offender and
 //!   removes it from the set from the next height. The same (offender, height) is refused twice,
@@ -162,6 +162,32 @@ fn store_set(
     heights.push(from_height);
     state.put_encoded(set_key(from_height), &set.to_vec())?;
     state.put_encoded(SET_HEIGHTS_KEY.to_vec(), &heights)
+}
+
+/// Drops stored sets no admissible evidence can need any more: evidence is accepted up to
+/// `unbonding_epochs × epoch_length` blocks back, so after `height` only the set covering
+/// `height + 1 − max_age` and later ones are kept.
+fn prune_sets(
+    state: &mut Pending<'_>,
+    height: u64,
+    params: &super::LedgerParams,
+) -> Result<(), LedgerError> {
+    let max_age = params.unbonding_epochs.saturating_mul(params.epoch_length);
+    let oldest_needed = height.saturating_add(1).saturating_sub(max_age);
+    let heights = set_heights(state)?;
+    let keep_from = heights
+        .iter()
+        .rposition(|h| *h <= oldest_needed)
+        .unwrap_or(0);
+    let (old, kept) = heights.split_at(keep_from.min(heights.len()));
+    if old.is_empty() {
+        return Ok(());
+    }
+    for h in old {
+        state.delete(set_key(*h));
+    }
+    let kept = kept.to_vec();
+    state.put_encoded(SET_HEIGHTS_KEY.to_vec(), &kept)
 }
 
 fn all_validators(
@@ -425,6 +451,7 @@ impl Staking {
             )?;
             state.delete(k);
         }
+        prune_sets(state, ctx.height, params)?;
         let set = members(&records, params.min_stake);
         if set.is_empty() || ValidatorSet::new(set.clone()).is_err() {
             return Ok(None);
