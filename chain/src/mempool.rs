@@ -384,7 +384,8 @@ impl Mempool {
     }
 
     /// After a block: removes the committed transactions and re-checks every other one against
-    /// the new committed state `view`; returns what was dropped and why.
+    /// the new committed state `view` ([`Ledger::recheck_tx`]: signatures are not verified
+    /// twice); returns what was dropped and why.
     pub fn update(
         &mut self,
         ledger: &Ledger,
@@ -403,7 +404,7 @@ impl Mempool {
             let Some(raw) = self.by_hash.get(&h).map(|e| e.raw.clone()) else {
                 continue;
             };
-            match ledger.check_tx(view, &raw) {
+            match ledger.recheck_tx(view, &raw) {
                 Ok(info) => {
                     self.next_nonce.insert(info.sender, info.account_nonce);
                     if let Some(e) = self.by_hash.get_mut(&h) {

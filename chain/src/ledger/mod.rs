@@ -717,6 +717,7 @@ impl Ledger {
         raw: &[u8],
         block: &BlockContext,
         exact_nonce: bool,
+        verify_signature: bool,
     ) -> Result<(SignedTx, TxInfo, CallInfo, &'m dyn Module), Rejection> {
         let stx = SignedTx::decode(
             raw,
@@ -731,7 +732,9 @@ impl Ledger {
                 ),
             ));
         }
-        stx.verify_signature()?;
+        if verify_signature {
+            stx.verify_signature()?;
+        }
         let sender = stx.tx.sender_address();
         let module = self.module(stx.tx.module).ok_or_else(|| {
             Rejection::new(
@@ -814,6 +817,25 @@ impl Ledger {
     /// # Errors
     /// A [`Rejection`] with a code and a reason.
     pub fn check_tx(&self, view: &dyn StateView, tx: &[u8]) -> Result<TxInfo, Rejection> {
+        self.check(view, tx, true)
+    }
+
+    /// [`Ledger::check_tx`] without verifying the signature again: only for bytes that
+    /// `check_tx` already admitted (the mempool re-checking after a block). The signature
+    /// covers every byte but itself, so unchanged bytes keep a valid signature.
+    ///
+    /// # Errors
+    /// As [`Ledger::check_tx`], except [`RejectCode::BadSignature`].
+    pub fn recheck_tx(&self, view: &dyn StateView, tx: &[u8]) -> Result<TxInfo, Rejection> {
+        self.check(view, tx, false)
+    }
+
+    fn check(
+        &self,
+        view: &dyn StateView,
+        tx: &[u8],
+        verify_signature: bool,
+    ) -> Result<TxInfo, Rejection> {
         let params = Self::params(view)?;
         let last = Self::last_block(view)?;
         let block = BlockContext {
@@ -822,7 +844,8 @@ impl Ledger {
             time_ms: last.time_ms,
             proposer: ValidatorAddress([0; 20]),
         };
-        let (stx, info, call, module) = self.admit(&params, view, tx, &block, false)?;
+        let (stx, info, call, module) =
+            self.admit(&params, view, tx, &block, false, verify_signature)?;
         if info.nonce == info.account_nonce {
             let mut scratch = Pending::new(view);
             bank::charge_fee(&mut scratch, &info.sender, info.fee, call.data_op.as_ref()).map_err(
@@ -891,7 +914,7 @@ impl Ledger {
         for (index, raw) in txs.iter().enumerate() {
             let invalid = |rejection: Rejection| BlockError::InvalidTx { index, rejection };
             let (stx, info, call, module) = self
-                .admit(&params, &state, raw, ctx, true)
+                .admit(&params, &state, raw, ctx, true, true)
                 .map_err(invalid)?;
             match bank::charge_fee(&mut state, &info.sender, info.fee, call.data_op.as_ref()) {
                 Ok(()) => {}
