@@ -315,6 +315,14 @@ fn check_tx_gives_a_code_and_reason_for_every_refusal() {
         ),
         RejectCode::BadSignature
     );
+    // `recheck_tx` trusts the signature check already done (it is for admitted bytes only).
+    let badly_signed = wrong_chain
+        .clone()
+        .sign(&user(1))
+        .unwrap()
+        .encode()
+        .unwrap();
+    assert!(net.ledger.recheck_tx(&net.state, &badly_signed).is_ok());
     assert_eq!(
         code(&net.tx_n(&a, 17, ModuleId::BANK, &call, net.fee())),
         RejectCode::NonceTooHigh
