@@ -262,4 +262,16 @@ fn main() {
         "tx/s",
         Some(verify),
     );
+    let entry_bytes: usize = out
+        .writes
+        .iter()
+        .filter(|(k, _)| k.starts_with(chain::ledger::registry::ATTESTATION_PREFIX))
+        .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
+        .sum();
+    line(
+        "chain::ledger/attestation_entry/bytes",
+        entry_bytes as f64 / attests.len() as f64,
+        "bytes (key + value)",
+        None,
+    );
 }

@@ -398,3 +398,33 @@ fn two_pending_claims_of_one_entry_conflict() {
     )
     .unwrap();
 }
+
+#[test]
+fn used_nonces_and_other_chains_are_refused_at_insert() {
+    let mut env = Env::new();
+    let used = env.tx(&vkey(0), 0, FEE, 1);
+    env.commit(std::slice::from_ref(&used));
+    let mut mp = pool(100, 1 << 20, 10);
+    let r = mp
+        .insert(&env.ledger, &env.state, used, Source::Peer)
+        .unwrap_err();
+    assert_eq!(r.code, RejectCode::NonceTooLow);
+    assert!(r.reason.contains("already used"), "{r}");
+    let other_chain = Transaction {
+        chain_id: "carchain-elsewhere".into(),
+        sender: vkey(0).public_key(SECP256K1),
+        nonce: 1,
+        fee: Amount::from_base_units(FEE).unwrap(),
+        module: ModuleId::BANK,
+        call: Vec::new(),
+    }
+    .sign(&vkey(0))
+    .unwrap()
+    .encode()
+    .unwrap();
+    let r = mp
+        .insert(&env.ledger, &env.state, other_chain, Source::Peer)
+        .unwrap_err();
+    assert_eq!(r.code, RejectCode::WrongChain);
+    assert!(mp.is_empty());
+}
