@@ -13,6 +13,7 @@
 pub mod block;
 pub mod consensus;
 pub mod ledger;
+pub mod light;
 pub mod mempool;
 pub mod sim;
 pub mod state;
