@@ -1028,3 +1028,62 @@ proptest! {
         }
     }
 }
+
+/// The ledger's writes commit into the state tree, and an index entry (and an absent one) is
+/// provable against the root, as the wallet will check it.
+#[test]
+fn ledger_writes_commit_to_the_state_tree_and_entries_are_provable() {
+    use chain::state::{apply, prove, MemNodes, EMPTY_ROOT};
+    let mut net = Net::new(2);
+    let mut nodes = MemNodes::new();
+    let (genesis_writes, _) = net.ledger.init_genesis(&net.genesis).unwrap();
+    let update = apply(&nodes, EMPTY_ROOT, &genesis_writes).unwrap();
+    nodes.commit(&update);
+    let mut root = update.root;
+    let mut commit = |net: &mut Net, txs: &[Vec<u8>]| {
+        let out = net.block(txs);
+        let update = apply(&nodes, root, &out.writes).unwrap();
+        nodes.commit(&update);
+        root = update.root;
+        out
+    };
+    let setup = RegistryCall::Setup {
+        vid: "VIN-SMT".into(),
+        rsa_spki: rsa_spki(),
+        device_key: user(90).public_key(SECP256K1),
+        agent: addr(&vkey(0)),
+    };
+    let pool = RegistryCall::SetDup {
+        vid: "VIN-SMT".into(),
+        commitment: [5; 32],
+        size: 10,
+        valid_until: 100,
+    };
+    let t0 = net.tx(&vkey(0), ModuleId::REGISTRY, &setup, net.setup_fee());
+    let t1 = net.tx_n(&vkey(0), 1, ModuleId::REGISTRY, &pool, net.fee());
+    commit(&mut net, &[t0, t1]);
+    let pool_addr = addr(&user(91));
+    let t = attest(&net, &user(90), "VIN-SMT", pool_addr, 7, 512);
+    let out = commit(&mut net, &[t]);
+    assert!(out.receipts[0].succeeded());
+
+    let k = registry::attestation_key(&pool_addr, &record_key(7));
+    let value = net.state.get(&k).unwrap().unwrap();
+    let proof = prove(&nodes, root, &k).unwrap();
+    proof.verify(&root, &k, Some(&value)).unwrap();
+    let mut forged = value.clone();
+    forged[0] ^= 1;
+    assert!(proof.verify(&root, &k, Some(&forged)).is_err());
+    assert!(proof.verify(&root, &k, None).is_err());
+    let absent = registry::attestation_key(&pool_addr, &record_key(8));
+    prove(&nodes, root, &absent)
+        .unwrap()
+        .verify(&root, &absent, None)
+        .unwrap();
+    let acct = bank::account_key(&addr(&user(90)));
+    let acct_value = net.state.get(&acct).unwrap().unwrap();
+    prove(&nodes, root, &acct)
+        .unwrap()
+        .verify(&root, &acct, Some(&acct_value))
+        .unwrap();
+}
