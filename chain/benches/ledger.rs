@@ -160,6 +160,18 @@ fn main() {
         "tx/s",
         Some(verify),
     );
+    let t = Instant::now();
+    let cached = ledger
+        .execute_block_with_verified(&state, &ctx(&g, 1), &transfers, &|h| mp.contains(h))
+        .unwrap();
+    let rate = N as f64 / t.elapsed().as_secs_f64();
+    assert_eq!(cached, out);
+    line(
+        &format!("chain::ledger/execute_block/transfers_signatures_cached/n={N}"),
+        rate,
+        "tx/s",
+        Some(verify),
+    );
     state.apply(&out.writes);
 
     // Device setups (one per owner), then one attestation per device in one block.

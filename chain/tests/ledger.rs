@@ -1087,3 +1087,33 @@ fn ledger_writes_commit_to_the_state_tree_and_entries_are_provable() {
         .verify(&root, &acct, Some(&acct_value))
         .unwrap();
 }
+
+#[test]
+fn execution_skips_only_the_signatures_the_caller_already_verified() {
+    let net = Net::new(1);
+    let good = net.transfer(&vkey(0), &user(2), tokens(1));
+    let mut stx = chain::tx::SignedTx::decode(&good, 1 << 20).unwrap();
+    stx.signature = stx.tx.clone().sign(&user(7)).unwrap().signature;
+    let forged = stx.encode().unwrap();
+    let forged_hash = chain::block::tx_hash(&forged);
+    let err = net
+        .ledger
+        .execute_block_with_verified(
+            &net.state,
+            &net.ctx(),
+            std::slice::from_ref(&forged),
+            &|h| *h != forged_hash,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&err, BlockError::InvalidTx { rejection, .. } if rejection.code == RejectCode::BadSignature)
+    );
+    let plain = net.execute(std::slice::from_ref(&good)).unwrap();
+    let cached = net
+        .ledger
+        .execute_block_with_verified(&net.state, &net.ctx(), std::slice::from_ref(&good), &|h| {
+            *h == chain::block::tx_hash(&good)
+        })
+        .unwrap();
+    assert_eq!(plain, cached);
+}

@@ -876,6 +876,23 @@ impl Ledger {
         ctx: &BlockContext,
         txs: &[Vec<u8>],
     ) -> Result<BlockOutcome, BlockError> {
+        self.execute_block_with_verified(view, ctx, txs, &|_| false)
+    }
+
+    /// [`Ledger::execute_block`], skipping the signature check of the transactions for which
+    /// `already_verified(tx_hash)` is true — those this node's [`Ledger::check_tx`] admitted
+    /// (its mempool holds them). The identifier hashes every byte, signature included, so the
+    /// same identifier means the same, already verified, bytes.
+    ///
+    /// # Errors
+    /// As [`Ledger::execute_block`].
+    pub fn execute_block_with_verified(
+        &self,
+        view: &dyn StateView,
+        ctx: &BlockContext,
+        txs: &[Vec<u8>],
+        already_verified: &dyn Fn(&Hash32) -> bool,
+    ) -> Result<BlockOutcome, BlockError> {
         let params = Self::params(view)?;
         if ctx.chain_id != params.chain_id {
             return Err(BlockError::Context(format!(
@@ -914,7 +931,14 @@ impl Ledger {
         for (index, raw) in txs.iter().enumerate() {
             let invalid = |rejection: Rejection| BlockError::InvalidTx { index, rejection };
             let (stx, info, call, module) = self
-                .admit(&params, &state, raw, ctx, true, true)
+                .admit(
+                    &params,
+                    &state,
+                    raw,
+                    ctx,
+                    true,
+                    !already_verified(&tx_hash(raw)),
+                )
                 .map_err(invalid)?;
             match bank::charge_fee(&mut state, &info.sender, info.fee, call.data_op.as_ref()) {
                 Ok(()) => {}
