@@ -12,6 +12,7 @@ use chain::consensus::{
     SignedVote, Vote, VoteType,
 };
 use chain::sim::context::{SimContext, SimValue};
+use chain::sim::enroll::{scenario, tx_sizes, Pool, TxId, TxKind, Workload, RSA3072_SPKI_DER_LEN};
 use chain::sim::wire::{decode, encode, Message};
 use chain::sim::{
     run, run_seed, run_seeds, Behaviour, CrashEvent, PartitionEvent, SimConfig, SimFailure,
@@ -68,8 +69,11 @@ fn samples() -> Vec<Message> {
         Message::Status {
             height: 9,
             round: 2,
+            proposal: true,
+            decided: false,
         },
         Message::Decided { value, certificate },
+        Message::Tx(vec![1, 0, 0, 0, 7, 0, 0]),
     ]
 }
 
@@ -105,7 +109,7 @@ fn authentic(m: &Message) -> bool {
                     )
                 })
         }
-        Message::Status { .. } => false,
+        Message::Status { .. } | Message::Tx(_) => false,
     }
 }
 
@@ -127,7 +131,7 @@ fn every_bit_flip_is_rejected_or_unauthentic() {
                 if let Ok(d) = decode(&b) {
                     assert_ne!(d, m);
                     assert!(
-                        !authentic(&d) || matches!(m, Message::Status { .. }),
+                        !authentic(&d) || matches!(m, Message::Status { .. } | Message::Tx(_)),
                         "flip {pos}/{bit} of {m:?} still authentic"
                     );
                 }
@@ -320,4 +324,159 @@ fn liveness_check_fails_when_the_bound_is_too_short() {
     let mut c = SimConfig::fault_free(4);
     c.liveness_bound_ms = 1;
     assert!(matches!(run(&c, 0), Err(SimFailure::Liveness { .. })));
+}
+
+// ---- The enrollment workload ----
+
+/// A small enrollment run: 4 validators, 20 ms links, short block interval.
+fn enroll_config(enrollments: u32, bandwidth: u64, max_block_txs: u32) -> SimConfig {
+    let mut w = Workload::new(enrollments);
+    w.max_block_txs = max_block_txs;
+    w.client_delay_ms = 10;
+    scenario(4, 20, bandwidth, 200, w, 600_000)
+}
+
+#[test]
+fn transaction_sizes_come_from_the_encodings() {
+    let (setup, put) = tx_sizes();
+    // The RSA key alone is 422 bytes; the signed envelope, VID, addresses and device key add more.
+    assert!(setup > RSA3072_SPKI_DER_LEN + 65 + 33 + 3 * 20, "{setup}");
+    assert!(setup < 1_000, "{setup}");
+    assert!(put > 20 + 32 + 32 + 8 + 65 && put < setup, "{put}");
+}
+
+#[test]
+fn every_enrollment_becomes_final_exactly_once() {
+    let r = run(&enroll_config(150, 12_500_000, 40), 7).unwrap();
+    let w = r.workload.unwrap();
+    assert_eq!(w.txs_final, 300, "every transaction final, none twice");
+    // 150 setups at 40 per block take 4 blocks, so do the attestations.
+    assert!(w.tx_blocks >= 8, "{w:?}");
+    assert!(w.setups_final_ms > 0 && w.setups_final_ms < w.all_final_ms);
+    assert!(w.all_final_ms <= w.everywhere_final_ms + 10);
+    assert!(w.max_block_bytes <= 40 * 1_000 + 24);
+    assert!(
+        w.proposal_bytes > w.block_bytes,
+        "blocks travel to the peers"
+    );
+    assert!(
+        w.tx_gossip_bytes >= 300 * 3 * 100,
+        "every transaction goes to every peer"
+    );
+    assert_eq!(r.evidence, 0);
+}
+
+#[test]
+fn the_block_checker_refuses_lost_order_and_repeats() {
+    let w = Workload::new(3);
+    let setup = |enrollment| TxId {
+        enrollment,
+        kind: TxKind::DeviceSetup,
+    };
+    let put = |enrollment| TxId {
+        enrollment,
+        kind: TxKind::PutAttestation,
+    };
+    let block = |txs: &[TxId]| {
+        let mut pool = Pool::default();
+        for t in txs {
+            pool.admit(*t);
+        }
+        pool
+    };
+    let mut final_txs = std::collections::BTreeSet::new();
+    let pool = block(&[setup(0), setup(1), put(2)]);
+    // The proposer leaves out an attestation whose setup is not final.
+    let v = pool.build_block(&w, 1, 0, 0);
+    assert_eq!(
+        w.check_block(1, &v, &final_txs).unwrap(),
+        vec![setup(0), setup(1)]
+    );
+    assert!(w.check_block(2, &v, &final_txs).is_err(), "wrong height");
+    final_txs.insert(setup(0));
+    assert!(w.check_block(1, &v, &final_txs).is_err(), "already final");
+    // A hand-made block with an early attestation or a repeat is refused.
+    let raw = |txs: &[TxId]| {
+        let mut p = (txs.len() as u32).to_be_bytes().to_vec();
+        for t in txs {
+            let b = w.tx_bytes(*t);
+            p.extend_from_slice(&(b.len() as u32).to_be_bytes());
+            p.extend_from_slice(&b);
+        }
+        SimValue::new(1, 0, 0, &p)
+    };
+    assert!(w.check_block(1, &raw(&[put(1)]), &final_txs).is_err());
+    assert!(w
+        .check_block(1, &raw(&[setup(2), setup(2)]), &final_txs)
+        .is_err());
+    assert!(w
+        .check_block(1, &raw(&[put(0), setup(2)]), &final_txs)
+        .is_ok());
+    // Truncated or padded transactions and unknown enrollments are malformed.
+    let mut bad = raw(&[setup(2)]);
+    bad.0.pop();
+    assert!(w.check_block(1, &bad, &final_txs).is_err());
+    assert!(w.check_block(1, &raw(&[setup(3)]), &final_txs).is_err());
+    let mut small = w.clone();
+    small.max_block_bytes = 100;
+    assert!(small.check_block(1, &raw(&[setup(2)]), &final_txs).is_err());
+}
+
+#[test]
+fn bigger_blocks_take_longer_at_the_same_bandwidth() {
+    // 1 Mbit/s uplinks; the same 100 enrollments with transactions four times the size.
+    let small = enroll_config(100, 125_000, 1_000);
+    let mut big = small.clone();
+    if let Some(w) = big.workload.as_mut() {
+        w.setup_bytes *= 4;
+        w.attest_bytes *= 4;
+    }
+    let a = run(&small, 3).unwrap().workload.unwrap();
+    let b = run(&big, 3).unwrap().workload.unwrap();
+    assert!(a.tx_blocks >= 2 && b.tx_blocks >= 2);
+    assert_eq!((a.txs_final, b.txs_final), (200, 200));
+    // Each transaction crosses an uplink three times as gossip and three times in a proposal:
+    // the extra bytes (3 × the size) cost 6 × 3 × size of uplink time at 125 kB/s, spread over
+    // four uplinks; ask for half of that.
+    let size = u64::from(
+        small
+            .workload
+            .as_ref()
+            .map_or(0, |w| w.setup_bytes + w.attest_bytes),
+    );
+    let extra_ms = 100 * 6 * 3 * size * 1000 / 125_000 / 4;
+    assert!(
+        b.all_final_ms > a.all_final_ms + extra_ms / 2,
+        "small {} ms, big {} ms, expected ~{extra_ms} ms more",
+        a.all_final_ms,
+        b.all_final_ms
+    );
+    assert!(b.max_block_bytes > 3 * a.max_block_bytes);
+}
+
+#[test]
+fn enrollment_runs_are_deterministic_by_seed() {
+    let c = enroll_config(60, 1_250_000, 25);
+    let a = run(&c, 5).unwrap();
+    let b = run(&c, 5).unwrap();
+    assert_eq!(a, b);
+    assert!(a.workload.is_some());
+}
+
+#[test]
+fn enrollment_runs_fail_liveness_when_the_bound_is_too_short() {
+    let mut c = enroll_config(60, 1_250_000, 25);
+    c.liveness_bound_ms = 300;
+    assert!(matches!(run(&c, 0), Err(SimFailure::Liveness { .. })));
+}
+
+#[test]
+fn unusable_workloads_are_refused() {
+    let mut c = enroll_config(10, 1_250_000, 25);
+    if let Some(w) = c.workload.as_mut() {
+        w.max_block_bytes = 100;
+    }
+    assert!(matches!(run(&c, 0), Err(SimFailure::Config(_))));
+    let c = enroll_config(0, 1_250_000, 25);
+    assert!(matches!(run(&c, 0), Err(SimFailure::Config(_))));
 }

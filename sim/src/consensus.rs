@@ -3,17 +3,24 @@
 //! Each seed draws a network (4–10 validators, stakes, up to a third Byzantine, latency, loss,
 //! partitions, crashes) and runs the real consensus core over it; agreement, validity and
 //! liveness after the network heals are checked on every run. A failure prints the seed, which
-//! `--replay SEED` reproduces exactly.
+//! `--replay SEED` reproduces exactly. `sim consensus enroll` runs the car-enrollment
+//! experiment ([`enroll`]).
 
 use anyhow::bail;
 use chain::sim::{run_seed, run_seeds_with};
-use clap::Args;
+use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
+pub mod enroll;
+
 /// Arguments of `sim consensus`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct ConsensusArgs {
+    /// An experiment instead of the seed sweep.
+    #[command(subcommand)]
+    pub command: Option<ConsensusCommand>,
     /// Number of seeds to run.
     #[arg(long, default_value_t = 1000)]
     pub seeds: u64,
@@ -28,11 +35,22 @@ pub struct ConsensusArgs {
     pub json: bool,
 }
 
-/// Runs the sweep (or the replay); an error names the failing seed.
+/// Experiments on the consensus simulation.
+#[derive(Debug, Subcommand)]
+pub enum ConsensusCommand {
+    /// Concurrent car enrollments (device setup, then first report) → simulated time until
+    /// all are final; one JSON line per (nodes, enrollments) point.
+    Enroll(enroll::EnrollArgs),
+}
+
+/// Runs the sweep (or the replay, or an experiment); an error names the failing seed.
 ///
 /// # Errors
 /// A broken invariant at some seed.
 pub fn run(args: ConsensusArgs) -> anyhow::Result<()> {
+    if let Some(ConsensusCommand::Enroll(e)) = &args.command {
+        return enroll::run_enroll(e);
+    }
     if let Some(seed) = args.replay {
         return match run_seed(seed) {
             Ok(r) if args.json => {

@@ -13,7 +13,8 @@ use secp256k1::{PublicKey, SecretKey, SECP256K1};
 use sha2::{Digest, Sha256};
 
 use super::context::{SimContext, SimValue, ValueId};
-use super::wire::{decode, encode, Message};
+use super::enroll::{Pool, TxId, TxKind, Workload, WorkloadReport};
+use super::wire::{decode, encode, Message, MAX_VALUE_BYTES};
 use crate::consensus::secp::{self, ValidatorAddress};
 use crate::consensus::{
     Application, ConsensusError, ConsensusMessage, ConsensusStore, Context, Decision, Driver,
@@ -103,6 +104,10 @@ pub struct SimConfig {
     pub gossip_ms: u64,
     /// Pause between a decision and the next height.
     pub block_interval_ms: u64,
+    /// A transaction workload (car enrollments) instead of opaque values; the run then ends
+    /// when every transaction is final at every honest node, within `gst_ms +
+    /// liveness_bound_ms`.
+    pub workload: Option<Workload>,
 }
 
 impl SimConfig {
@@ -127,6 +132,7 @@ impl SimConfig {
             timeouts: sim_timeouts(),
             gossip_ms: 250,
             block_interval_ms: 300,
+            workload: None,
         }
     }
 
@@ -217,6 +223,7 @@ impl SimConfig {
             timeouts: sim_timeouts(),
             gossip_ms: 250,
             block_interval_ms: 500,
+            workload: None,
         }
     }
 
@@ -256,6 +263,24 @@ impl SimConfig {
             return Err(SimFailure::Config(
                 "gossip period and bandwidth must be positive",
             ));
+        }
+        if let Some(w) = &self.workload {
+            let biggest = u64::from(w.setup_bytes.max(w.attest_bytes)).saturating_add(24);
+            if w.enrollments == 0 || w.max_block_txs == 0 {
+                return Err(SimFailure::Config(
+                    "a workload needs enrollments and room for transactions",
+                ));
+            }
+            if w.setup_bytes < 5 || w.attest_bytes < 5 || w.max_block_bytes < biggest {
+                return Err(SimFailure::Config(
+                    "transactions must be at least 5 bytes and fit in a block",
+                ));
+            }
+            if w.max_block_bytes > MAX_VALUE_BYTES as u64 {
+                return Err(SimFailure::Config(
+                    "blocks may not exceed the wire's value limit",
+                ));
+            }
         }
         Ok(())
     }
@@ -396,6 +421,8 @@ pub struct SimReport {
     pub liveness_ms: u64,
     /// Digest of every decision (time, node, height, value): equal for equal seeds.
     pub trace: [u8; 32],
+    /// What the transaction workload measured, when there was one.
+    pub workload: Option<WorkloadReport>,
 }
 
 /// A seed whose run failed.
@@ -502,6 +529,11 @@ enum Event {
         node: usize,
         incarnation: u64,
     },
+    /// A client submits a transaction to its validator.
+    Submit {
+        node: usize,
+        tx: TxId,
+    },
     Crash(usize),
     Restart(usize),
     Partition(usize),
@@ -567,25 +599,32 @@ fn sim_value(seed: u64, proposer: u32, height: u64, round: u32, variant: u8) -> 
 }
 
 /// The simulated application: proposes [`sim_value`]s (or invalid ones) and validates with
-/// [`SimValue::is_valid_for`].
-#[derive(Clone, Copy)]
+/// [`SimValue::is_valid_for`]; with a workload, proposes blocks from its mempool and validates
+/// them against its final transactions ([`Workload::check_block`]).
 struct SimApp {
     seed: u64,
     index: u32,
     bad: bool,
+    work: Option<Workload>,
+    pool: Pool,
 }
 
 impl Application<SimContext> for SimApp {
     fn propose(&mut self, height: u64, round: Round) -> SimValue {
         if self.bad {
             SimValue::new(height.wrapping_add(1_000), self.index, round.0, b"invalid")
+        } else if let Some(w) = &self.work {
+            self.pool.build_block(w, height, self.index, round.0)
         } else {
             sim_value(self.seed, self.index, height, round.0, 0)
         }
     }
 
     fn validate(&mut self, height: u64, value: &SimValue) -> bool {
-        value.is_valid_for(height)
+        match &self.work {
+            Some(w) => w.check_block(height, value, &self.pool.committed).is_ok(),
+            None => value.is_valid_for(height),
+        }
     }
 }
 
@@ -630,6 +669,20 @@ struct Node {
     disk: SimDisk,
     sync_sent: BTreeMap<usize, (u64, u64)>,
     recent: VecDeque<Vec<u8>>,
+    /// (height, round) of the proposals this node holds.
+    held: std::collections::BTreeSet<(u64, u32)>,
+    /// What each peer last said in its status, and until when a proposal just sent to it may
+    /// still be in flight.
+    peers: Vec<PeerView>,
+}
+
+/// A node's knowledge of one peer.
+#[derive(Debug, Clone, Copy, Default)]
+struct PeerView {
+    /// The peer's last [`Message::Status`]: height, round, holds a proposal, has decided.
+    status: Option<(u64, u32, bool, bool)>,
+    /// The proposal last sent to the peer (height, round) and when a re-send may follow.
+    proposal_sent: Option<(u64, u32, u64)>,
 }
 
 impl Node {
@@ -655,6 +708,20 @@ struct Stats {
     evidence: u64,
     restarts: u64,
     guard_refusals: u64,
+    tx_gossip_bytes: u64,
+    proposal_bytes: u64,
+    sync_bytes: u64,
+}
+
+/// The checker's view of the workload: the transactions final in the agreed chain, and per
+/// enrollment progress as seen by the client's validator.
+#[derive(Default)]
+struct Ledger {
+    final_txs: std::collections::BTreeSet<TxId>,
+    proposed: std::collections::BTreeSet<ValueId>,
+    setups_home: u64,
+    attests_home: u64,
+    report: WorkloadReport,
 }
 
 struct Sim<'a> {
@@ -680,6 +747,7 @@ struct Sim<'a> {
     done: bool,
     stats: Stats,
     trace: Sha256,
+    ledger: Ledger,
 }
 
 fn micros(ms: u64) -> u64 {
@@ -741,6 +809,8 @@ impl<'a> Sim<'a> {
                     seed,
                     index: u32::try_from(i).unwrap_or(u32::MAX),
                     bad: behaviour == Behaviour::BadProposals,
+                    work: cfg.workload.clone(),
+                    pool: Pool::default(),
                 },
                 disk: SimDisk {
                     store: MemoryStore::default(),
@@ -748,6 +818,8 @@ impl<'a> Sim<'a> {
                 },
                 sync_sent: BTreeMap::new(),
                 recent: VecDeque::new(),
+                held: Default::default(),
+                peers: vec![PeerView::default(); cfg.stakes.len()],
             });
         }
         let n = nodes.len();
@@ -774,6 +846,7 @@ impl<'a> Sim<'a> {
             done: false,
             stats: Stats::default(),
             trace: Sha256::new(),
+            ledger: Ledger::default(),
         })
     }
 
@@ -841,6 +914,18 @@ impl<'a> Sim<'a> {
             self.schedule(micros(c.restart_ms), Event::Restart(c.node));
         }
         self.schedule(micros(self.cfg.gst_ms), Event::Gst);
+        if let Some(w) = &self.cfg.workload {
+            // Every client submits its device setup at once (after reaching its validator).
+            let at = micros(w.client_delay_ms);
+            for enrollment in 0..w.enrollments {
+                let tx = TxId {
+                    enrollment,
+                    kind: TxKind::DeviceSetup,
+                };
+                let node = self.home(enrollment);
+                self.schedule(at, Event::Submit { node, tx });
+            }
+        }
         let deadline = micros(self.cfg.gst_ms.saturating_add(self.cfg.liveness_bound_ms));
         while let Some(s) = self.queue.pop() {
             if s.at > deadline {
@@ -898,7 +983,20 @@ impl<'a> Sim<'a> {
             sim_time_ms: self.now / 1000,
             liveness_ms: self.now.saturating_sub(micros(self.cfg.gst_ms)) / 1000,
             trace: self.trace.clone().finalize().into(),
+            workload: self.cfg.workload.as_ref().map(|_| {
+                let mut w = self.ledger.report.clone();
+                w.everywhere_final_ms = self.now / 1000;
+                w.tx_gossip_bytes = self.stats.tx_gossip_bytes;
+                w.proposal_bytes = self.stats.proposal_bytes;
+                w.sync_bytes = self.stats.sync_bytes;
+                w
+            }),
         })
+    }
+
+    /// The validator an enrollment's client talks to.
+    fn home(&self, enrollment: u32) -> usize {
+        usize::try_from(enrollment).unwrap_or(0) % self.nodes.len().max(1)
     }
 
     fn lowest_honest_height(&self) -> u64 {
@@ -911,6 +1009,15 @@ impl<'a> Sim<'a> {
     }
 
     fn check_done(&mut self) {
+        if let Some(w) = &self.cfg.workload {
+            let total = w.total_txs();
+            self.done = self
+                .nodes
+                .iter()
+                .filter(|n| n.behaviour == Behaviour::Honest)
+                .all(|n| n.app.pool.committed.len() as u64 >= total);
+            return;
+        }
         if let Some(target) = self.target {
             if self.lowest_honest_height() >= target {
                 self.done = true;
@@ -959,6 +1066,7 @@ impl<'a> Sim<'a> {
                 node.incarnation += 1;
             }
             Event::Restart(i) => self.restart(i),
+            Event::Submit { node, tx } => self.submit(node, tx),
             Event::Partition(k) => {
                 self.partition = self.cfg.partitions.get(k).map(|p| (k, p.groups.clone()));
             }
@@ -985,6 +1093,18 @@ impl<'a> Sim<'a> {
                 self.check_done();
             }
         }
+    }
+
+    /// A client's transaction reaches validator `i`: into its mempool, then to every peer.
+    fn submit(&mut self, i: usize, tx: TxId) {
+        let Some(w) = &self.cfg.workload else {
+            return;
+        };
+        if !self.nodes[i].alive || !self.nodes[i].app.pool.admit(tx) {
+            return;
+        }
+        let msg = Message::Tx(w.tx_bytes(tx));
+        self.broadcast(i, &msg);
     }
 
     fn restart(&mut self, i: usize) {
@@ -1133,6 +1253,11 @@ impl<'a> Sim<'a> {
                 );
                 let bytes = self.ctx.proposal_sign_bytes(p).unwrap_or_default();
                 self.record_signature(i, p.height, p.round.0, SignStep::Propose, &bytes);
+                self.nodes[i].held.insert((p.height, p.round.0));
+                if self.cfg.workload.is_some() {
+                    let id = self.ctx.value_id(&p.value);
+                    self.ledger.proposed.insert(id);
+                }
                 if behaviour == Behaviour::Equivocate {
                     let mut other = signed.proposal.clone();
                     other.value = sim_value(
@@ -1165,8 +1290,12 @@ impl<'a> Sim<'a> {
                 continue;
             }
             match self.rng.gen_range(0..3) {
-                0 => self.send(i, j, a.to_vec(), false),
-                1 => self.send(i, j, b.to_vec(), false),
+                0 => {
+                    self.send(i, j, a.to_vec(), false);
+                }
+                1 => {
+                    self.send(i, j, b.to_vec(), false);
+                }
                 _ => {
                     self.send(i, j, b.to_vec(), false);
                     self.send(i, j, a.to_vec(), false);
@@ -1191,9 +1320,21 @@ impl<'a> Sim<'a> {
         }
     }
 
-    fn send(&mut self, from: usize, to: usize, bytes: Vec<u8>, garbage: bool) {
+    /// Queues `bytes` on `from`'s uplink to `to`; returns the arrival time unless it was lost.
+    fn send(&mut self, from: usize, to: usize, bytes: Vec<u8>, garbage: bool) -> Option<u64> {
         self.stats.messages += 1;
         self.stats.bytes += bytes.len() as u64;
+        if !garbage {
+            let counter = match bytes.get(1) {
+                Some(1) => Some(&mut self.stats.proposal_bytes),
+                Some(4) => Some(&mut self.stats.sync_bytes),
+                Some(5) => Some(&mut self.stats.tx_gossip_bytes),
+                _ => None,
+            };
+            if let Some(c) = counter {
+                *c += bytes.len() as u64;
+            }
+        }
         if !self.after_gst {
             let cut = self
                 .partition
@@ -1202,7 +1343,7 @@ impl<'a> Sim<'a> {
             let lost = self.rng.gen_range(0..1_000_000u32) < self.cfg.net.loss_ppm;
             if cut || lost {
                 self.stats.dropped += 1;
-                return;
+                return None;
             }
         }
         let tx =
@@ -1224,12 +1365,19 @@ impl<'a> Sim<'a> {
                 garbage,
             },
         );
+        Some(at)
     }
 
     fn gossip(&mut self, i: usize) {
         let height = self.nodes[i].height();
         let round = self.nodes[i].driver.core().round().0;
-        let status = encode(&Message::Status { height, round });
+        self.nodes[i].held.retain(|(h, _)| *h >= height);
+        let status = encode(&Message::Status {
+            height,
+            round,
+            proposal: self.nodes[i].held.contains(&(height, round)),
+            decided: self.nodes[i].driver.core().step() == Step::Commit,
+        });
         for j in 0..self.nodes.len() {
             if j != i {
                 self.send(i, j, status.clone(), false);
@@ -1239,7 +1387,11 @@ impl<'a> Sim<'a> {
         for m in self.nodes[i].driver.gossip() {
             match m {
                 ConsensusMessage::Proposal(p) if behaviour != Behaviour::Equivocate => {
-                    self.broadcast(i, &Message::Proposal(p));
+                    if self.after_gst {
+                        self.regossip_proposal(i, p);
+                    } else {
+                        self.broadcast(i, &Message::Proposal(p));
+                    }
                 }
                 ConsensusMessage::Vote(v)
                     if behaviour != Behaviour::Withhold && behaviour != Behaviour::Equivocate =>
@@ -1286,6 +1438,39 @@ impl<'a> Sim<'a> {
         }
     }
 
+    /// After stabilisation nothing is lost, so a proposal (the one big message) is sent again
+    /// only to peers whose status says they are in its round without it, and not before the
+    /// last copy could have arrived and been reported on.
+    fn regossip_proposal(&mut self, i: usize, p: SignedProposal<SimContext>) {
+        let (h, r) = (p.proposal.height, p.proposal.round.0);
+        let slack = micros(
+            self.cfg
+                .net
+                .latency_ms
+                .saturating_add(self.cfg.net.jitter_ms)
+                .saturating_add(self.cfg.gossip_ms),
+        );
+        let mut bytes = None;
+        for j in 0..self.nodes.len() {
+            let view = self.nodes[i].peers.get(j).copied().unwrap_or_default();
+            let lacks = view.status == Some((h, r, false, false));
+            let in_flight = view
+                .proposal_sent
+                .is_some_and(|(sh, sr, until)| (sh, sr) == (h, r) && self.now < until);
+            if j == i || !lacks || in_flight {
+                continue;
+            }
+            let b = bytes
+                .get_or_insert_with(|| encode(&Message::Proposal(p.clone())))
+                .clone();
+            if let Some(at) = self.send(i, j, b, false) {
+                if let Some(v) = self.nodes[i].peers.get_mut(j) {
+                    v.proposal_sent = Some((h, r, at.saturating_add(slack)));
+                }
+            }
+        }
+    }
+
     fn garbage(&mut self, i: usize) -> Vec<u8> {
         let recent: Vec<Vec<u8>> = self.nodes[i].recent.iter().cloned().collect();
         let base = recent.choose(&mut self.rng).cloned();
@@ -1322,7 +1507,7 @@ impl<'a> Sim<'a> {
     /// Whether a decoded message carries a valid signature (or certificate) — garbage must not.
     fn authentic(&mut self, msg: &Message) -> bool {
         match msg {
-            Message::Status { .. } => false,
+            Message::Status { .. } | Message::Tx(_) => false,
             Message::Vote(sv) => self
                 .by_address
                 .get(&sv.vote.validator)
@@ -1373,12 +1558,42 @@ impl<'a> Sim<'a> {
             return;
         }
         let (height, result) = match msg {
-            Message::Status { height, round } => {
+            Message::Status {
+                height,
+                round,
+                proposal,
+                decided,
+            } => {
+                if let Some(v) = self.nodes[to].peers.get_mut(from) {
+                    v.status = Some((height, round, proposal, decided));
+                }
                 self.maybe_sync(to, from, height);
                 self.maybe_catch_up(to, from, height, round);
                 return;
             }
-            Message::Proposal(sp) => (sp.proposal.height, self.feed(to, Input::Proposal(sp))),
+            Message::Tx(bytes) => {
+                let parsed = self.cfg.workload.as_ref().map(|w| w.parse_tx(&bytes));
+                match parsed {
+                    Some(Some(tx)) => {
+                        self.nodes[to].app.pool.admit(tx);
+                    }
+                    _ if garbage => self.stats.garbage_rejected += 1,
+                    _ => self.fail(SimFailure::HonestRejected {
+                        from,
+                        to,
+                        reason: "malformed transaction".into(),
+                    }),
+                }
+                return;
+            }
+            Message::Proposal(sp) => {
+                let key = (sp.proposal.height, sp.proposal.round.0);
+                let result = self.feed(to, Input::Proposal(sp));
+                if result.is_ok() && !garbage {
+                    self.nodes[to].held.insert(key);
+                }
+                (key.0, result)
+            }
             Message::Vote(sv) => (sv.vote.height, self.feed(to, Input::Vote(sv))),
             Message::Decided { value, certificate } => {
                 let core = self.nodes[to].driver.core();
@@ -1446,22 +1661,45 @@ impl<'a> Sim<'a> {
         let Some(idx) = usize::try_from(height).ok().and_then(|h| h.checked_sub(1)) else {
             return;
         };
-        let Some(d) = self.nodes[me].disk.store.decisions.get(idx).cloned() else {
+        let Some(d) = self.nodes[me].disk.store.decisions.get(idx) else {
             return;
         };
-        let period = micros(self.cfg.gossip_ms);
-        if let Some((h, t)) = self.nodes[me].sync_sent.get(&peer) {
-            if *h == height && self.now < t.saturating_add(period) {
+        // A peer that has decided does not need the block again; nor does one holding the
+        // decided round's proposal while we still re-gossip our precommit of that round.
+        let round = d.certificate.round.0;
+        let core = self.nodes[me].driver.core();
+        let regossiping = core.height() == height && core.round().0 == round;
+        let status = self.nodes[me].peers.get(peer).and_then(|v| v.status);
+        if let Some((h, r, proposal, decided)) = status {
+            if h == height && (decided || (proposal && r == round && regossiping)) {
                 return;
             }
         }
-        self.nodes[me].sync_sent.insert(peer, (height, self.now));
+        let d = d.clone();
+        if let Some((h, until)) = self.nodes[me].sync_sent.get(&peer) {
+            if *h == height && self.now < *until {
+                return;
+            }
+        }
         self.stats.sync_messages += 1;
         let bytes = encode(&Message::Decided {
             value: d.value,
             certificate: d.certificate,
         });
-        self.send(me, peer, bytes, false);
+        // Not again before this copy could have arrived and been answered.
+        let period = micros(self.cfg.gossip_ms);
+        let slack = micros(
+            self.cfg
+                .net
+                .latency_ms
+                .saturating_add(self.cfg.net.jitter_ms),
+        );
+        let until = self
+            .send(me, peer, bytes, false)
+            .map_or(self.now, |at| at.saturating_add(slack))
+            .max(self.now)
+            .saturating_add(period);
+        self.nodes[me].sync_sent.insert(peer, (height, until));
     }
 
     fn on_decide(&mut self, i: usize, d: Decision<SimContext>) {
@@ -1490,16 +1728,25 @@ impl<'a> Sim<'a> {
             return;
         }
         if self.honest(i) {
-            match self.decided.get(&height) {
+            let first = match self.decided.get(&height) {
                 Some(prev) if *prev != id => {
                     self.fail(SimFailure::Agreement { height });
                     return;
                 }
-                Some(_) => {}
+                Some(_) => false,
                 None => {
                     self.decided.insert(height, id);
+                    true
+                }
+            };
+            if self.cfg.workload.is_some() {
+                self.decide_workload(i, height, &d.value, id, first);
+                if self.failure.is_some() {
+                    return;
                 }
             }
+        }
+        if self.honest(i) && self.cfg.workload.is_none() {
             let proposed = match (d.value.proposer(), d.value.round()) {
                 (Some(p), Some(r)) => {
                     (0..2).any(|v| sim_value(self.seed, p, height, r, v) == d.value)
@@ -1526,6 +1773,83 @@ impl<'a> Sim<'a> {
             },
         );
         self.check_done();
+    }
+
+    /// The workload's side of a decision by honest node `i`: the first decision of a height is
+    /// checked against the transactions final before it (validity; none lost or repeated),
+    /// then the node's mempool drops the block's transactions and clients of this node learn
+    /// that theirs are final (and submit their attestation).
+    fn decide_workload(
+        &mut self,
+        i: usize,
+        height: u64,
+        value: &SimValue,
+        id: ValueId,
+        first: bool,
+    ) {
+        let Some(w) = &self.cfg.workload else {
+            return;
+        };
+        let checked = if first {
+            w.check_block(height, value, &self.ledger.final_txs)
+        } else {
+            w.parse_block(value)
+        };
+        let txs = match checked {
+            Ok(txs) if self.ledger.proposed.contains(&id) => txs,
+            _ => {
+                self.fail(SimFailure::Validity { height, node: i });
+                return;
+            }
+        };
+        let client_delay = micros(w.client_delay_ms);
+        if first {
+            let r = &mut self.ledger.report;
+            let size = value.0.len() as u64;
+            r.blocks += 1;
+            r.block_bytes += size;
+            r.max_block_bytes = r.max_block_bytes.max(size);
+            if !txs.is_empty() {
+                r.tx_blocks += 1;
+            }
+            r.txs_final += txs.len() as u64;
+            self.ledger.final_txs.extend(txs.iter().copied());
+        }
+        self.nodes[i].app.pool.commit(&txs);
+        let enrollments = u64::from(w.enrollments);
+        for tx in txs {
+            if self.home(tx.enrollment) != i {
+                continue;
+            }
+            // The client hears of finality one client delay later.
+            let heard = (self.now + client_delay) / 1000;
+            match tx.kind {
+                TxKind::DeviceSetup => {
+                    self.ledger.setups_home += 1;
+                    if self.ledger.setups_home == enrollments {
+                        self.ledger.report.setups_final_ms = heard;
+                    }
+                    let attestation = TxId {
+                        enrollment: tx.enrollment,
+                        kind: TxKind::PutAttestation,
+                    };
+                    let at = self.now + 2 * client_delay;
+                    self.schedule(
+                        at,
+                        Event::Submit {
+                            node: i,
+                            tx: attestation,
+                        },
+                    );
+                }
+                TxKind::PutAttestation => {
+                    self.ledger.attests_home += 1;
+                    if self.ledger.attests_home == enrollments {
+                        self.ledger.report.all_final_ms = heard;
+                    }
+                }
+            }
+        }
     }
 
     fn on_evidence(&mut self, e: Evidence<SimContext>) {

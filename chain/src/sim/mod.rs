@@ -14,6 +14,7 @@
 //! command is meant to call it.
 
 pub mod context;
+pub mod enroll;
 mod harness;
 pub mod wire;
 

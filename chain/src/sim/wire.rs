@@ -19,8 +19,10 @@ use crate::consensus::{
 
 /// Format version carried in the first byte.
 pub const WIRE_VERSION: u8 = 1;
-/// Largest value accepted on the wire.
-pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+/// Largest value (block) accepted on the wire.
+pub const MAX_VALUE_BYTES: usize = 16 << 20;
+/// Largest gossiped transaction accepted on the wire.
+pub const MAX_TX_BYTES: usize = 64 * 1024;
 /// Most signatures a certificate may carry on the wire.
 pub const MAX_CERT_SIGNATURES: usize = 1024;
 
@@ -38,6 +40,10 @@ pub enum Message {
         height: u64,
         /// The sender's current round.
         round: u32,
+        /// Whether the sender holds a proposal for that height and round.
+        proposal: bool,
+        /// Whether the sender has decided that height (and waits to start the next).
+        decided: bool,
     },
     /// A decided value with its commit certificate (block sync).
     Decided {
@@ -46,6 +52,8 @@ pub enum Message {
         /// Its certificate.
         certificate: CommitCertificate<SimContext>,
     },
+    /// A pending transaction, gossiped to every validator.
+    Tx(Vec<u8>),
 }
 
 /// Why bytes did not decode.
@@ -98,10 +106,20 @@ pub fn encode(msg: &Message) -> Vec<u8> {
             SimContext::vote_fields(&sv.vote, &mut out);
             out.extend_from_slice(&sv.signature.serialize_compact());
         }
-        Message::Status { height, round } => {
+        Message::Status {
+            height,
+            round,
+            proposal,
+            decided,
+        } => {
             out.push(3);
             out.extend_from_slice(&height.to_be_bytes());
             out.extend_from_slice(&round.to_be_bytes());
+            out.push(u8::from(*proposal) | (u8::from(*decided) << 1));
+        }
+        Message::Tx(bytes) => {
+            out.push(5);
+            put_bytes(&mut out, bytes);
         }
         Message::Decided { value, certificate } => {
             out.push(4);
@@ -248,10 +266,24 @@ pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
                 signature,
             })
         }
-        3 => Message::Status {
-            height: r.u64()?,
-            round: r.u32()?,
-        },
+        3 => {
+            let height = r.u64()?;
+            let round = r.u32()?;
+            let flags = r.u8()?;
+            if flags > 3 {
+                return Err(DecodeError::Tag(flags));
+            }
+            Message::Status {
+                height,
+                round,
+                proposal: flags & 1 == 1,
+                decided: flags & 2 == 2,
+            }
+        }
+        5 => {
+            let n = r.len(MAX_TX_BYTES)?;
+            Message::Tx(r.take(n)?.to_vec())
+        }
         4 => {
             let value = r.value()?;
             let instance = InstanceId(r.u64()?);
