@@ -34,6 +34,8 @@ pub struct ClusterConfig {
     /// Hedged reads: if the direct read has not succeeded after this long, a reconstructing
     /// read from any `k` shards races it. `None`: reconstruct only after the direct read fails.
     pub hedge_after: Option<std::time::Duration>,
+    /// Stripes a repair round works on at the same time (at least 1).
+    pub repair_threads: usize,
 }
 
 impl ClusterConfig {
@@ -43,6 +45,7 @@ impl ClusterConfig {
             params,
             write_quorum: usize::from(params.k).saturating_add(1),
             hedge_after: None,
+            repair_threads: 2,
         }
     }
 }
@@ -79,6 +82,50 @@ pub struct RepairReport {
     pub failed: usize,
     /// Stripes with fewer than `k` live shards.
     pub unrecoverable: Vec<Hash>,
+    /// Shards dropped because their stripe contradicts the chain's index.
+    pub displaced: usize,
+}
+
+/// What the chain's name-node index attests, as the repairer sees it.
+pub trait IndexView: Send + Sync {
+    /// Whether some attested index entry names the stripe `root`.
+    fn attests(&self, root: &Hash) -> bool;
+}
+
+impl IndexView for BTreeSet<Hash> {
+    fn attests(&self, root: &Hash) -> bool {
+        self.contains(root)
+    }
+}
+
+/// Unattested stripes binding a key that an attested stripe of the same address binds.
+fn conflicts_with_index(
+    stripes: &[StripeState],
+    manifests: &BTreeMap<Hash, (Manifest, CodingParams)>,
+    index: &dyn IndexView,
+) -> BTreeSet<Hash> {
+    let mut attested_keys: BTreeMap<(&str, &[u8]), Hash> = BTreeMap::new();
+    for st in stripes.iter().filter(|s| index.attests(&s.root)) {
+        if let Some((m, _)) = manifests.get(&st.root) {
+            for (key, _) in &m.rows {
+                attested_keys.insert((m.address.as_str(), key.as_slice()), st.root);
+            }
+        }
+    }
+    stripes
+        .iter()
+        .filter(|s| !index.attests(&s.root))
+        .filter(|s| {
+            manifests.get(&s.root).is_some_and(|(m, _)| {
+                m.rows.iter().any(|(key, _)| {
+                    attested_keys
+                        .get(&(m.address.as_str(), key.as_slice()))
+                        .is_some_and(|r| r != &s.root)
+                })
+            })
+        })
+        .map(|s| s.root)
+        .collect()
 }
 
 /// A client over storage nodes reached through [`NodeApi`] handles.
@@ -139,6 +186,21 @@ impl<N: NodeApi + ?Sized + 'static> Cluster<N> {
     /// Sets the node set used for placement of new writes and bumps the epoch.
     pub fn set_members(&self, epoch: u64, ids: Vec<NodeId>) {
         *self.members.write() = (epoch, ids);
+    }
+
+    /// The placement epoch and the member ids used for new writes.
+    pub fn members(&self) -> (u64, Vec<NodeId>) {
+        self.members.read().clone()
+    }
+
+    /// Ids of every attached node handle (members and nodes still being drained).
+    pub fn attached(&self) -> Vec<NodeId> {
+        self.nodes.read().keys().cloned().collect()
+    }
+
+    /// Detaches a node handle (a node that left and was drained).
+    pub fn detach(&self, id: &str) -> Option<Arc<N>> {
+        self.nodes.write().remove(id)
     }
 
     /// Current placement of `address`'s shards.
@@ -319,8 +381,11 @@ impl<N: NodeApi + ?Sized + 'static> Cluster<N> {
         Ok(Some(cells))
     }
 
-    /// Reads one record and checks it against the chain's index entry (the index wins: a
-    /// disagreeing row is an error, and a full read must match the attested data hash).
+    /// Reads one record and checks it against the chain's index entry. The index wins: the
+    /// record is located in the stripe the entry names (nodes whose directory says otherwise
+    /// are counted in [`ReadStats::index_disagreements`] and ignored), and a full read must
+    /// match the attested data hash. A stripe no reachable node holds is an error, never
+    /// `Ok(None)`.
     pub fn get_checked(
         &self,
         address: &str,
@@ -330,14 +395,11 @@ impl<N: NodeApi + ?Sized + 'static> Cluster<N> {
         stats: &mut ReadStats,
     ) -> Result<Option<Cells>> {
         stats.addresses_traversed = stats.addresses_traversed.saturating_add(1);
-        let Some(row) = self.find_row(address, key)? else {
+        let Some(row) = self.find_indexed_row(address, key, entry, stats)? else {
             return Ok(None);
         };
-        if row.root != entry.root
-            || row.payload_len != entry.payload_len
-            || row.params != entry.params
-        {
-            return Err(KvsError::IndexMismatch("stripe root"));
+        if row.payload_len != entry.payload_len || row.params != entry.params {
+            return Err(KvsError::IndexMismatch("stripe layout"));
         }
         let cells = self.read_cells(address, &row, columns, stats)?;
         if columns.is_none() || row.cells.len() == columns.map_or(0, <[&str]>::len) {
@@ -351,6 +413,53 @@ impl<N: NodeApi + ?Sized + 'static> Cluster<N> {
         }
         stats.rows = stats.rows.saturating_add(1);
         Ok(Some(cells))
+    }
+
+    /// The row of `key` in the stripe `entry` names, from the first placement node holding
+    /// that stripe's manifest; an [`KvsError::IndexMismatch`] when enough nodes answered and
+    /// none holds it (the attested record is missing, not absent).
+    fn find_indexed_row(
+        &self,
+        address: &str,
+        key: &[u8],
+        entry: &IndexEntry,
+        stats: &mut ReadStats,
+    ) -> Result<Option<RowEntry>> {
+        let (_, targets) = self.placement(address)?;
+        let mut answered = 0usize;
+        let mut found = None;
+        for (_, h) in self.handles(&targets) {
+            let Some(n) = h else { continue };
+            if let Ok(Some(own)) = n.row(address, key) {
+                if own.root != entry.root {
+                    stats.index_disagreements = stats.index_disagreements.saturating_add(1);
+                }
+            }
+            match n.manifest(&entry.root) {
+                Ok(Some(m)) if m.address == address => {
+                    if let Some(r) = m.find(key)? {
+                        found = Some(r);
+                        break;
+                    }
+                    answered = answered.saturating_add(1);
+                }
+                Ok(_) => answered = answered.saturating_add(1),
+                Err(e) => debug!(node = n.id(), error = %e, "manifest lookup failed"),
+            }
+        }
+        if found.is_some() {
+            return Ok(found);
+        }
+        let need = usize::from(self.cfg.params.m).saturating_add(1);
+        if answered >= need {
+            Err(KvsError::IndexMismatch("no node holds the indexed stripe"))
+        } else {
+            Err(KvsError::NotEnoughShards {
+                stripe: hex::encode(entry.root),
+                have: answered,
+                need,
+            })
+        }
     }
 
     /// Records of `address` with `start <= key < end`, in key order (one address traversed).
@@ -577,21 +686,63 @@ impl<N: NodeApi + ?Sized + 'static> Cluster<N> {
         now: u64,
         rcfg: &RepairConfig,
     ) -> Result<RepairReport> {
+        self.repair_with_index(states, now, rcfg, None)
+    }
+
+    /// [`Cluster::repair`] checked against the chain's index: a stripe the index does not
+    /// attest that binds a key of its address which an attested stripe also binds is dropped
+    /// from every node holding it (the index wins), and the attested stripe's shards are then
+    /// rewritten where it was displaced. Unattested stripes that conflict with nothing (writes
+    /// the chain has not attested yet) are repaired as usual.
+    pub fn repair_with_index(
+        &self,
+        states: &BTreeMap<NodeId, NodeState>,
+        now: u64,
+        rcfg: &RepairConfig,
+        index: Option<&dyn IndexView>,
+    ) -> Result<RepairReport> {
         let mut report = RepairReport::default();
         let nodes: Vec<Arc<N>> = self.nodes.read().values().cloned().collect();
         let mut holders: BTreeMap<Hash, BTreeMap<u8, BTreeSet<NodeId>>> = BTreeMap::new();
         let mut manifests: BTreeMap<Hash, (Manifest, CodingParams)> = BTreeMap::new();
-        for node in &nodes {
-            if !matches!(states.get(node.id()), Some(NodeState::Up)) {
+        // every reachable node scrubs itself at the same time (each is a separate machine)
+        let scrubbed: Vec<Option<Scrubbed>> = std::thread::scope(|scope| {
+            let tasks: Vec<_> = nodes
+                .iter()
+                .map(|node| {
+                    let up = matches!(
+                        states.get(node.id()),
+                        Some(NodeState::Up) | Some(NodeState::Leaving)
+                    );
+                    scope.spawn(move || -> Result<Option<Scrubbed>> {
+                        if !up {
+                            return Ok(None);
+                        }
+                        let Ok(corrupt) = node.scrub() else {
+                            return Ok(None);
+                        };
+                        for (root, index) in &corrupt {
+                            warn!(node = node.id(), index, stripe = %hex::encode(root), "discarding corrupt shard");
+                            node.delete_shard(root, *index)?;
+                        }
+                        Ok(Some((corrupt.len(), node.inventory()?)))
+                    })
+                })
+                .collect();
+            tasks
+                .into_iter()
+                .map(|t| {
+                    t.join()
+                        .unwrap_or_else(|_| Err(KvsError::Net("scrub thread failed".into())))
+                })
+                .collect::<Result<Vec<_>>>()
+        })?;
+        for (node, res) in nodes.iter().zip(scrubbed) {
+            let Some((corrupt, inventory)) = res else {
                 continue;
-            }
-            let Ok(corrupt) = node.scrub() else { continue };
-            for (root, index) in corrupt {
-                warn!(node = node.id(), index, stripe = %hex::encode(root), "discarding corrupt shard");
-                node.delete_shard(&root, index)?;
-                report.corrupt_discarded = report.corrupt_discarded.saturating_add(1);
-            }
-            for (root, index) in node.inventory()? {
+            };
+            report.corrupt_discarded = report.corrupt_discarded.saturating_add(corrupt);
+            for (root, index) in inventory {
                 holders
                     .entry(root)
                     .or_default()
@@ -612,7 +763,7 @@ impl<N: NodeApi + ?Sized + 'static> Cluster<N> {
             for node in &nodes {
                 let id = node.id();
                 match states.get(id) {
-                    Some(NodeState::Up) => {
+                    Some(NodeState::Up) | Some(NodeState::Leaving) => {
                         let inv: Vec<(Hash, u8)> = holders
                             .iter()
                             .flat_map(|(r, h)| {
@@ -651,34 +802,88 @@ impl<N: NodeApi + ?Sized + 'static> Cluster<N> {
             })
             .collect();
         repair::forget_dead(&mut stripes, states, now, rcfg);
+        if let Some(index) = index {
+            let displaced = conflicts_with_index(&stripes, &manifests, index);
+            for st in stripes.iter().filter(|s| displaced.contains(&s.root)) {
+                for (shard, hs) in &st.holders {
+                    for id in hs {
+                        let res = self
+                            .node(id)
+                            .ok_or_else(|| KvsError::Unavailable(id.clone()))
+                            .and_then(|n| n.delete_shard(&st.root, *shard));
+                        let drop = RepairAction::Drop {
+                            root: st.root,
+                            index: *shard,
+                            node: id.clone(),
+                        };
+                        tally(&mut report, &drop, res);
+                        report.displaced = report.displaced.saturating_add(1);
+                    }
+                }
+            }
+            stripes.retain(|s| !displaced.contains(&s.root));
+        }
         let plan = repair::plan(&stripes, states, now, rcfg);
         report.unrecoverable = plan.unrecoverable.clone();
         let by_root: BTreeMap<Hash, &StripeState> = stripes.iter().map(|s| (s.root, s)).collect();
-        let mut rebuilt: BTreeMap<Hash, Stripe> = BTreeMap::new();
-        // rebuild before moving: a move deletes its source, which a rebuild may still need
-        let mut actions: Vec<&RepairAction> = plan.actions.iter().collect();
-        actions.sort_by_key(|a| match a {
-            RepairAction::Rebuild { .. } => 0u8,
-            RepairAction::Move { .. } => 1,
-            RepairAction::Drop { .. } => 2,
+        // actions of one stripe run in order (rebuild before moving: a move deletes its source,
+        // which a rebuild may still need); stripes are independent and run in parallel
+        let mut per_stripe: BTreeMap<Hash, Vec<&RepairAction>> = BTreeMap::new();
+        for a in &plan.actions {
+            let root = match a {
+                RepairAction::Rebuild { root, .. }
+                | RepairAction::Move { root, .. }
+                | RepairAction::Drop { root, .. } => *root,
+            };
+            per_stripe.entry(root).or_default().push(a);
+        }
+        let work: Vec<Vec<&RepairAction>> = per_stripe
+            .into_values()
+            .map(|mut v| {
+                v.sort_by_key(|a| match a {
+                    RepairAction::Rebuild { .. } => 0u8,
+                    RepairAction::Move { .. } => 1,
+                    RepairAction::Drop { .. } => 2,
+                });
+                v
+            })
+            .collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let threads = self.cfg.repair_threads.clamp(1, work.len().max(1));
+        let partial: Vec<RepairReport> = std::thread::scope(|scope| {
+            let tasks: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut r = RepairReport::default();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            let Some(actions) = work.get(i) else { break };
+                            let mut rebuilt: Option<Stripe> = None;
+                            for action in actions {
+                                let res =
+                                    self.run_action(action, &by_root, &manifests, &mut rebuilt);
+                                tally(&mut r, action, res);
+                            }
+                        }
+                        r
+                    })
+                })
+                .collect();
+            tasks
+                .into_iter()
+                .map(|t| {
+                    t.join().unwrap_or_else(|_| RepairReport {
+                        failed: 1,
+                        ..RepairReport::default()
+                    })
+                })
+                .collect()
         });
-        for action in actions {
-            let res = self.run_action(action, &by_root, &manifests, &mut rebuilt);
-            match (res, action) {
-                (Ok(()), RepairAction::Rebuild { .. }) => {
-                    report.rebuilt = report.rebuilt.saturating_add(1)
-                }
-                (Ok(()), RepairAction::Move { .. }) => {
-                    report.moved = report.moved.saturating_add(1)
-                }
-                (Ok(()), RepairAction::Drop { .. }) => {
-                    report.dropped = report.dropped.saturating_add(1)
-                }
-                (Err(e), a) => {
-                    warn!(?a, error = %e, "repair action failed");
-                    report.failed = report.failed.saturating_add(1);
-                }
-            }
+        for r in partial {
+            report.rebuilt = report.rebuilt.saturating_add(r.rebuilt);
+            report.moved = report.moved.saturating_add(r.moved);
+            report.dropped = report.dropped.saturating_add(r.dropped);
+            report.failed = report.failed.saturating_add(r.failed);
         }
         Ok(report)
     }
@@ -688,7 +893,7 @@ impl<N: NodeApi + ?Sized + 'static> Cluster<N> {
         action: &RepairAction,
         stripes: &BTreeMap<Hash, &StripeState>,
         manifests: &BTreeMap<Hash, (Manifest, CodingParams)>,
-        rebuilt: &mut BTreeMap<Hash, Stripe>,
+        rebuilt: &mut Option<Stripe>,
     ) -> Result<()> {
         let node = |id: &str| {
             self.node(id)
@@ -706,12 +911,16 @@ impl<N: NodeApi + ?Sized + 'static> Cluster<N> {
                 let (manifest, params) = manifests
                     .get(root)
                     .ok_or(KvsError::malformed("repair", "no manifest"))?;
-                if !rebuilt.contains_key(root) {
-                    let s = self.rebuild_stripe(root, *params, &st.holders, &manifest.digest()?)?;
-                    rebuilt.insert(*root, s);
+                if rebuilt.is_none() {
+                    *rebuilt = Some(self.rebuild_stripe(
+                        root,
+                        *params,
+                        &st.holders,
+                        &manifest.digest()?,
+                    )?);
                 }
                 let s = rebuilt
-                    .get(root)
+                    .as_ref()
                     .ok_or(KvsError::malformed("repair", "rebuild lost"))?;
                 node(target)?.put_shard(root, *index, &s.stored_shard(*index)?.encode(), manifest)
             }
@@ -758,7 +967,22 @@ impl<N: NodeApi + ?Sized + 'static> Cluster<N> {
     }
 }
 
+fn tally(r: &mut RepairReport, action: &RepairAction, res: Result<()>) {
+    match (res, action) {
+        (Ok(()), RepairAction::Rebuild { .. }) => r.rebuilt = r.rebuilt.saturating_add(1),
+        (Ok(()), RepairAction::Move { .. }) => r.moved = r.moved.saturating_add(1),
+        (Ok(()), RepairAction::Drop { .. }) => r.dropped = r.dropped.saturating_add(1),
+        (Err(e), a) => {
+            warn!(?a, error = %e, "repair action failed");
+            r.failed = r.failed.saturating_add(1);
+        }
+    }
+}
+
 type Handles<N> = [(NodeId, Option<Arc<N>>)];
+
+/// One node's scrub: corrupt shards discarded, then what it holds.
+type Scrubbed = (usize, Vec<(Hash, u8)>);
 
 /// Fetches only the cells' byte ranges from the data shards' nodes; returns the bytes moved.
 fn fetch_ranges<N: NodeApi + ?Sized>(
@@ -857,4 +1081,135 @@ fn fetch_reconstructed<N: NodeApi + ?Sized>(
         out.insert(c.column.clone(), bytes.to_vec());
     }
     Ok((out, fetched))
+}
+
+/// The background repair loop: each tick probes every attached node, turns the answers and the
+/// membership into node states ([`repair::Liveness`]), and runs one repair round. Rounds are
+/// idempotent, so a tick interrupted by a crash is completed by the next one.
+pub struct RepairLoop<N: NodeApi + ?Sized> {
+    cluster: Arc<Cluster<N>>,
+    liveness: repair::Liveness,
+    cfg: RepairConfig,
+    index: Option<Arc<dyn IndexView>>,
+}
+
+impl<N: NodeApi + ?Sized> std::fmt::Debug for RepairLoop<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RepairLoop")
+            .field("liveness", &self.liveness)
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<N: NodeApi + ?Sized + 'static> RepairLoop<N> {
+    /// A loop over `cluster` with the repair policy `cfg`.
+    pub fn new(cluster: Arc<Cluster<N>>, cfg: RepairConfig) -> Self {
+        Self {
+            cluster,
+            liveness: repair::Liveness::new(),
+            cfg,
+            index: None,
+        }
+    }
+
+    /// Checks every round against the chain's index (see [`Cluster::repair_with_index`]).
+    pub fn with_index(mut self, index: Arc<dyn IndexView>) -> Self {
+        self.index = Some(index);
+        self
+    }
+
+    /// The node states as of the last tick.
+    pub fn states(&self) -> BTreeMap<NodeId, NodeState> {
+        let members: BTreeSet<NodeId> = self.cluster.members().1.into_iter().collect();
+        self.liveness.states(&members)
+    }
+
+    /// One round at time `now` (seconds): probe, update states, repair.
+    pub fn tick(&mut self, now: u64) -> Result<RepairReport> {
+        let attached = self.cluster.attached();
+        let cluster = &self.cluster;
+        let probes: Vec<(NodeId, bool)> = std::thread::scope(|scope| {
+            let tasks: Vec<_> = attached
+                .iter()
+                .map(|id| {
+                    scope.spawn(move || {
+                        let ok = cluster.node(id).is_some_and(|n| n.ping().is_ok());
+                        (id.clone(), ok)
+                    })
+                })
+                .collect();
+            tasks
+                .into_iter()
+                .zip(&attached)
+                .map(|(t, id)| t.join().unwrap_or_else(|_| (id.clone(), false)))
+                .collect()
+        });
+        for (id, ok) in &probes {
+            self.liveness.observe(id, *ok, now);
+        }
+        let states = self.states();
+        self.cluster
+            .repair_with_index(&states, now, &self.cfg, self.index.as_deref())
+    }
+
+    /// Runs [`RepairLoop::tick`] every `interval` on a thread of its own, with the wall clock
+    /// in seconds, until the handle is stopped or dropped; every round's outcome is sent to
+    /// the handle.
+    pub fn spawn(mut self, interval: std::time::Duration) -> RepairLoopHandle {
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let (report_tx, reports) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || loop {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            if report_tx.send(self.tick(now)).is_err() {
+                return;
+            }
+            match stop_rx.recv_timeout(interval) {
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                _ => return,
+            }
+        });
+        RepairLoopHandle {
+            stop: Some(stop_tx),
+            reports,
+            thread: Some(thread),
+        }
+    }
+}
+
+/// A running [`RepairLoop`]: receives its round reports; stopping (or dropping) ends it.
+#[derive(Debug)]
+pub struct RepairLoopHandle {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    reports: std::sync::mpsc::Receiver<Result<RepairReport>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RepairLoopHandle {
+    /// The next round's outcome, waiting at most `timeout`.
+    pub fn next_report(&self, timeout: std::time::Duration) -> Option<Result<RepairReport>> {
+        self.reports.recv_timeout(timeout).ok()
+    }
+
+    /// Stops the loop after its current round and waits for it.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for RepairLoopHandle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
 }

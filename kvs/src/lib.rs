@@ -9,7 +9,8 @@
 //! - [`model`]: records, packing into stripes, row entries, index entries, modes and fees;
 //! - [`placement`], [`repair`], [`audit`]: sans-IO decisions (HRW placement, repair plans,
 //!   audit challenges and verification);
-//! - [`node`]: one storage node's request handling; [`cluster`]: the client.
+//! - [`node`]: one storage node's request handling; [`cluster`]: the client, its repair
+//!   rounds and the background [`RepairLoop`]; [`packer`]: automatic packing of small records.
 //!
 //! May depend on: `primitives`, `zk`, and `chain` for the index types it must agree with.
 
@@ -22,12 +23,15 @@ pub mod merkle;
 pub mod model;
 pub mod net;
 pub mod node;
+pub mod packer;
 pub mod placement;
 pub mod repair;
 pub mod store;
 pub mod wire;
 
-pub use cluster::{ClusterConfig, LocalCluster, PutReceipt, RepairReport};
+pub use cluster::{
+    ClusterConfig, IndexView, LocalCluster, PutReceipt, RepairLoop, RepairLoopHandle, RepairReport,
+};
 pub use coding::CodingParams;
 pub use error::{KvsError, Result};
 pub use model::{IndexEntry, ReadStats, Record, StorageMode};

@@ -408,6 +408,8 @@ pub struct ReadStats {
     pub bytes_fetched: u64,
     /// Reads that had to reconstruct from parity.
     pub degraded: u64,
+    /// Nodes whose row for a checked read named another stripe than the index (the index won).
+    pub index_disagreements: u64,
 }
 
 impl ReadStats {
@@ -419,6 +421,9 @@ impl ReadStats {
         self.rows = self.rows.saturating_add(o.rows);
         self.bytes_fetched = self.bytes_fetched.saturating_add(o.bytes_fetched);
         self.degraded = self.degraded.saturating_add(o.degraded);
+        self.index_disagreements = self
+            .index_disagreements
+            .saturating_add(o.index_disagreements);
     }
 }
 

@@ -62,6 +62,11 @@ pub trait NodeApi: Send + Sync {
     /// Answers a storage audit.
     fn answer_audit(&self, ch: &Challenge) -> Result<AuditProof>;
 
+    /// A cheap request answering whether the node is reachable (liveness probes).
+    fn ping(&self) -> Result<()> {
+        self.manifest(&[0u8; 32]).map(|_| ())
+    }
+
     /// The location of the record `address`/`key`.
     fn row(&self, address: &str, key: &[u8]) -> Result<Option<RowEntry>> {
         for m in self.manifests_of(address, key, Some(key), true)? {

@@ -31,6 +31,9 @@ pub enum NodeState {
     },
     /// Left the membership: its shards are gone.
     Removed,
+    /// Left the membership but still reachable: its shards are moved to their new placement
+    /// (drained), then it holds nothing.
+    Leaving,
 }
 
 /// One stripe as observed: which nodes hold which verified shards.
@@ -122,7 +125,12 @@ pub fn plan(
         .filter(|(_, s)| matches!(s, NodeState::Up) || in_grace(Some(s), now, cfg))
         .map(|(id, _)| id.clone())
         .collect();
-    let is_up = |n: &NodeId| matches!(states.get(n), Some(NodeState::Up));
+    let is_up = |n: &NodeId| {
+        matches!(
+            states.get(n),
+            Some(NodeState::Up) | Some(NodeState::Leaving)
+        )
+    };
     let mut out = RepairPlan::default();
     for st in stripes {
         let Ok(desired) = placement::place(st.address.as_bytes(), &eligible, st.params.n()) else {
@@ -243,9 +251,64 @@ pub fn forget_dead(
     for st in stripes.iter_mut() {
         for hs in st.holders.values_mut() {
             hs.retain(|h| {
-                matches!(states.get(h), Some(NodeState::Up)) || in_grace(states.get(h), now, cfg)
+                matches!(
+                    states.get(h),
+                    Some(NodeState::Up) | Some(NodeState::Leaving)
+                ) || in_grace(states.get(h), now, cfg)
             });
         }
+    }
+}
+
+/// Node states from probe outcomes and the membership, sans-IO: the input of [`plan`].
+///
+/// A member answering probes is `Up`; a member that stopped answering is `Down` since its first
+/// failed probe (and `Up` again once it answers); a node outside the membership is `Leaving`
+/// while it answers (its shards are drained) and `Removed` once it does not.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Liveness {
+    reachable: BTreeMap<NodeId, bool>,
+    down_since: BTreeMap<NodeId, u64>,
+}
+
+impl Liveness {
+    /// No observations yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records a probe of `node` at time `now` (seconds).
+    pub fn observe(&mut self, node: &str, reachable: bool, now: u64) {
+        self.reachable.insert(node.to_string(), reachable);
+        if reachable {
+            self.down_since.remove(node);
+        } else {
+            self.down_since.entry(node.to_string()).or_insert(now);
+        }
+    }
+
+    /// Forgets a node (it is no longer attached at all).
+    pub fn forget(&mut self, node: &str) {
+        self.reachable.remove(node);
+        self.down_since.remove(node);
+    }
+
+    /// The state of every observed node given the current `members`.
+    pub fn states(&self, members: &BTreeSet<NodeId>) -> BTreeMap<NodeId, NodeState> {
+        self.reachable
+            .iter()
+            .map(|(id, ok)| {
+                let state = match (members.contains(id), ok) {
+                    (true, true) => NodeState::Up,
+                    (true, false) => NodeState::Down {
+                        since: self.down_since.get(id).copied().unwrap_or(0),
+                    },
+                    (false, true) => NodeState::Leaving,
+                    (false, false) => NodeState::Removed,
+                };
+                (id.clone(), state)
+            })
+            .collect()
     }
 }
 
@@ -317,6 +380,51 @@ mod tests {
     }
 
     #[test]
+    fn liveness_turns_probes_and_membership_into_states() {
+        let mut l = Liveness::new();
+        let members: BTreeSet<NodeId> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        l.observe("a", true, 10);
+        l.observe("b", false, 10);
+        l.observe("b", false, 20);
+        l.observe("d", true, 20);
+        l.observe("e", false, 20);
+        let s = l.states(&members);
+        assert_eq!(s["a"], NodeState::Up);
+        assert_eq!(s["b"], NodeState::Down { since: 10 });
+        assert_eq!(s["d"], NodeState::Leaving);
+        assert_eq!(s["e"], NodeState::Removed);
+        assert!(!s.contains_key("c"), "never probed: unknown");
+        l.observe("b", true, 30);
+        l.observe("b", false, 40);
+        assert_eq!(l.states(&members)["b"], NodeState::Down { since: 40 });
+        l.forget("e");
+        assert!(!l.states(&members).contains_key("e"));
+    }
+
+    #[test]
+    fn a_leaving_node_is_drained_by_moves_not_rebuilds() {
+        let all = nodes(8);
+        let s = vec![placed("addr", &all, 3)];
+        let leaver = s[0].holders[&2].iter().next().unwrap().clone();
+        let mut states = up(&all);
+        states.insert(leaver.clone(), NodeState::Leaving);
+        let p = plan(&s, &states, 0, &RepairConfig::default());
+        assert!(p
+            .actions
+            .iter()
+            .all(|a| !matches!(a, RepairAction::Rebuild { .. })));
+        assert!(p
+            .actions
+            .iter()
+            .any(|a| matches!(a, RepairAction::Move { from, index: 2, .. } if *from == leaver)));
+        for a in &p.actions {
+            if let RepairAction::Move { to, .. } = a {
+                assert_ne!(to, &leaver);
+            }
+        }
+    }
+
+    #[test]
     fn too_few_shards_is_reported_unrecoverable() {
         let all = nodes(6);
         let mut s = vec![placed("addr", &all, 7)];
@@ -335,7 +443,8 @@ mod tests {
         #[test]
         fn plans_converge_in_one_round(n_nodes in 6usize..12, removed in proptest::collection::btree_set(0usize..12, 0..3),
                                        lost in proptest::collection::vec((0usize..20, 0u8..6), 0..10),
-                                       joined in 0usize..3) {
+                                       joined in 0usize..3,
+                                       leaving in proptest::collection::btree_set(0usize..12, 0..2)) {
             let all = nodes(n_nodes);
             let mut stripes: Vec<_> = (0..20).map(|i| placed(&format!("a{i}"), &all, i as u8)).collect();
             for (s, idx) in &lost {
@@ -345,6 +454,13 @@ mod tests {
             for r in &removed {
                 if let Some(n) = all.get(*r) {
                     states.insert(n.clone(), NodeState::Removed);
+                }
+            }
+            for l in &leaving {
+                if let Some(n) = all.get(*l) {
+                    if !removed.contains(l) {
+                        states.insert(n.clone(), NodeState::Leaving);
+                    }
                 }
             }
             for j in 0..joined {

@@ -481,52 +481,52 @@ fn private_mode_refuses_foreign_addresses() {
 }
 
 /// Storage overhead = bytes held by all nodes (keys, shards, headers, manifests, directory)
-/// divided by the cells' bytes. Printed as JSON lines; see docs/BENCHMARKS.md.
+/// divided by the cells' bytes, one record per stripe and packed automatically by the
+/// `PackingWriter` (64 KiB stripes). Printed as JSON lines; see docs/BENCHMARKS.md.
 #[test]
 fn storage_overhead_report() {
     let mut results = BTreeMap::new();
-    for (size, per_stripe) in [
-        (100usize, 1usize),
-        (100, 64),
-        (1024, 1),
-        (1024, 16),
-        (65_536, 1),
-        (1 << 20, 1),
-    ] {
-        let (c, stores) = mem_cluster(6);
-        let records = 64usize
-            .max(per_stripe)
-            .min(if size >= 65_536 { 8 } else { 64 });
-        let address = "bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh";
-        let mut logical = 0usize;
-        let mut i = 0usize;
-        while i < records {
-            let batch: Vec<Record> = (i..(i + per_stripe).min(records))
-                .map(|j| {
-                    Record::new(
-                        format!("{{\"SESSION_ID\":{j:08}}}").into_bytes(),
-                        [("v".to_string(), vec![(j % 251) as u8; size])],
-                    )
-                })
-                .collect();
-            logical += batch.len() * size;
-            i += batch.len();
-            c.put_batch(address, &batch).unwrap();
+    for size in [100usize, 1024, 65_536, 1 << 20] {
+        for packed in [false, true] {
+            let (c, stores) = mem_cluster(6);
+            let records = if size >= 65_536 { 8 } else { 1024 };
+            let address = "bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh";
+            let mut writer = kvs::packer::PackingWriter::new(&c, Default::default());
+            let mut stripes = 0usize;
+            for j in 0..records {
+                let r = Record::new(
+                    format!("{{\"SESSION_ID\":{j:08}}}").into_bytes(),
+                    [("v".to_string(), vec![(j % 251) as u8; size])],
+                );
+                if packed {
+                    stripes += usize::from(writer.put(address, r, 0).unwrap().is_some());
+                } else {
+                    c.put(address, r).unwrap();
+                    stripes += 1;
+                }
+            }
+            stripes += writer.flush().unwrap().len();
+            let logical = records * size;
+            let stored: usize = stores.iter().map(|s| s.stored_bytes()).sum();
+            let ratio = stored as f64 / logical as f64;
+            let per_stripe = records as f64 / stripes as f64;
+            println!(
+                "{{\"bench\":\"kvs::storage_overhead/value={size},packing={},records_per_stripe={per_stripe:.1}\",\"value\":{ratio:.4},\"unit\":\"stored/logical\",\"baseline\":1.5,\"ratio\":{:.4}}}",
+                if packed { "auto-64KiB" } else { "none" },
+                ratio / 1.5
+            );
+            results.insert((size, packed), ratio);
+            // everything written is readable
+            let keys = c.list_keys(address, &mut ReadStats::default()).unwrap();
+            assert_eq!(keys.len(), records);
         }
-        let stored: usize = stores.iter().map(|s| s.stored_bytes()).sum();
-        let ratio = stored as f64 / logical as f64;
-        println!(
-            "{{\"bench\":\"kvs::storage_overhead/value={size},records_per_stripe={per_stripe}\",\"value\":{ratio:.4},\"unit\":\"stored/logical\",\"baseline\":1.5,\"ratio\":{:.4}}}",
-            ratio / 1.5
-        );
-        results.insert((size, per_stripe), ratio);
     }
     // RS(4,2) costs 1.5x; large values must come close, packed small ones must stay sane
-    assert!(results[&(1 << 20, 1)] < 1.51);
-    assert!(results[&(65_536, 1)] < 1.55);
-    assert!(results[&(1024, 16)] < 2.0);
-    assert!(results[&(100, 64)] < 4.0);
-    assert!(results[&(100, 64)] < results[&(100, 1)]);
+    assert!(results[&(1 << 20, false)] < 1.51);
+    assert!(results[&(65_536, false)] < 1.55);
+    assert!(results[&(1024, true)] < 2.0);
+    assert!(results[&(100, true)] < 4.0);
+    assert!(results[&(100, true)] < results[&(100, false)] / 5.0);
 }
 
 /// A node whose range reads wait for a gate (a stuck disk or a slow link).
@@ -708,4 +708,349 @@ fn removing_a_node_from_a_small_cluster_rebuilds_without_failed_actions() {
         c.repair(&states, 0, &RepairConfig::default()).unwrap(),
         kvs::RepairReport::default()
     );
+}
+
+fn next_report(h: &kvs::RepairLoopHandle) -> kvs::RepairReport {
+    h.next_report(std::time::Duration::from_secs(120))
+        .expect("the repair loop reports every round")
+        .unwrap()
+}
+
+#[test]
+fn the_repair_loop_rebuilds_a_dead_node_drains_a_leaver_and_converges() {
+    let (c, _) = mem_cluster(8);
+    let c = Arc::new(c);
+    let data = populate(&c);
+    let h = kvs::RepairLoop::new(c.clone(), RepairConfig { grace_secs: 0 })
+        .spawn(std::time::Duration::from_millis(5));
+    assert_eq!(next_report(&h), kvs::RepairReport::default());
+    // a node dies: past the (zero) grace period the loop rebuilds its shards elsewhere
+    c.node("node-3").unwrap().set_online(false);
+    let mut rebuilt = 0;
+    loop {
+        let r = next_report(&h);
+        assert_eq!(r.failed, 0, "{r:?}");
+        assert!(r.unrecoverable.is_empty());
+        rebuilt += r.rebuilt;
+        if rebuilt > 0 && r == kvs::RepairReport::default() {
+            break;
+        }
+    }
+    // a node leaves the membership while still up: its shards are moved off, not rebuilt
+    let before = c.node("node-6").unwrap().inventory().unwrap().len();
+    assert!(before > 0);
+    c.set_members(
+        2,
+        (0..8)
+            .filter(|i| ![3, 6].contains(i))
+            .map(|i| format!("node-{i}"))
+            .collect(),
+    );
+    let mut moved = 0;
+    loop {
+        let r = next_report(&h);
+        assert_eq!((r.failed, r.rebuilt), (0, 0), "{r:?}");
+        moved += r.moved;
+        if moved > 0 && r == kvs::RepairReport::default() {
+            break;
+        }
+    }
+    h.stop();
+    assert!(moved >= before, "moved {moved} of {before}");
+    assert!(c.node("node-6").unwrap().inventory().unwrap().is_empty());
+    // every shard is at its placement over the remaining members; any two more may fail
+    let mut stats = ReadStats::default();
+    for (a, r, _) in &data {
+        c.get(a, &r.key, Some(&["SPEED"]), &mut stats).unwrap();
+    }
+    assert_eq!(stats.degraded, 0);
+    c.node("node-6").unwrap().set_online(false);
+    c.node("node-0").unwrap().set_online(false);
+    c.node("node-5").unwrap().set_online(false);
+    check_all(&c, &data);
+}
+
+/// A node whose writes and deletes fail once a shared budget is spent: the repairer crashing
+/// part-way through a round (nothing after the crash point takes effect).
+struct Crashing {
+    inner: LocalNode,
+    budget: Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl Crashing {
+    fn spend(&self) -> kvs::Result<()> {
+        if self
+            .budget
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            > 0
+        {
+            Ok(())
+        } else {
+            Err(KvsError::Unavailable("repairer crashed".into()))
+        }
+    }
+}
+
+impl NodeApi for Crashing {
+    fn id(&self) -> &str {
+        NodeApi::id(&self.inner)
+    }
+    fn put_shard(
+        &self,
+        root: &kvs::merkle::Hash,
+        index: u8,
+        shard: &[u8],
+        manifest: &kvs::model::Manifest,
+    ) -> kvs::Result<()> {
+        self.spend()?;
+        self.inner.put_shard(root, index, shard, manifest)
+    }
+    fn get_shard(
+        &self,
+        root: &kvs::merkle::Hash,
+        index: u8,
+    ) -> kvs::Result<Option<kvs::coding::StoredShard>> {
+        self.inner.get_shard(root, index)
+    }
+    fn get_shard_range(
+        &self,
+        root: &kvs::merkle::Hash,
+        index: u8,
+        offset: u64,
+        len: u64,
+    ) -> kvs::Result<Option<Vec<u8>>> {
+        self.inner.get_shard_range(root, index, offset, len)
+    }
+    fn manifests_of(
+        &self,
+        address: &str,
+        lo: &[u8],
+        hi: Option<&[u8]>,
+        hi_inclusive: bool,
+    ) -> kvs::Result<Vec<kvs::model::Manifest>> {
+        self.inner.manifests_of(address, lo, hi, hi_inclusive)
+    }
+    fn manifest(&self, root: &kvs::merkle::Hash) -> kvs::Result<Option<kvs::model::Manifest>> {
+        self.inner.manifest(root)
+    }
+    fn inventory(&self) -> kvs::Result<Vec<(kvs::merkle::Hash, u8)>> {
+        self.inner.inventory()
+    }
+    fn scrub(&self) -> kvs::Result<Vec<(kvs::merkle::Hash, u8)>> {
+        self.inner.scrub()
+    }
+    fn delete_shard(&self, root: &kvs::merkle::Hash, index: u8) -> kvs::Result<()> {
+        self.spend()?;
+        self.inner.delete_shard(root, index)
+    }
+    fn answer_audit(&self, ch: &Challenge) -> kvs::Result<kvs::audit::AuditProof> {
+        self.inner.answer_audit(ch)
+    }
+}
+
+#[test]
+fn an_interrupted_repair_converges_when_run_again() {
+    let cfg = RepairConfig { grace_secs: 60 };
+    let mut interrupted = 0;
+    for crash_after in [0i64, 1, 2, 3, 5, 8, 13, 21, 34] {
+        let budget = Arc::new(std::sync::atomic::AtomicI64::new(i64::MAX));
+        let nodes: Vec<Arc<Crashing>> = (0..9)
+            .map(|i| {
+                Arc::new(Crashing {
+                    inner: LocalNode::new(
+                        format!("node-{i}"),
+                        Arc::new(MemStore::new()),
+                        StorageMode::Shared,
+                    ),
+                    budget: budget.clone(),
+                })
+            })
+            .collect();
+        let c =
+            kvs::cluster::Cluster::new(nodes[..8].to_vec(), 1, ClusterConfig::default()).unwrap();
+        let mut data = Vec::new();
+        for a in 0..5 {
+            for i in 0..3 {
+                let r = record(a * 100 + i, [10, 3000, 70_000][i]);
+                let e = c.put(&addr(a), r.clone()).unwrap().entries[0].1;
+                data.push((addr(a), r, e));
+            }
+        }
+        let mut states: BTreeMap<String, NodeState> = (0..8)
+            .map(|i| (format!("node-{i}"), NodeState::Up))
+            .collect();
+        assert_eq!(
+            c.repair(&states, 0, &cfg).unwrap(),
+            kvs::RepairReport::default()
+        );
+        // node-3 dies, node-6 leaves, node-8 joins: rebuilds, moves and drops in one round
+        nodes[3].inner.set_online(false);
+        c.attach(nodes[8].clone());
+        c.set_members(
+            2,
+            [0, 1, 2, 4, 5, 7, 8]
+                .iter()
+                .map(|i| format!("node-{i}"))
+                .collect(),
+        );
+        states.insert("node-3".into(), NodeState::Down { since: 0 });
+        states.insert("node-6".into(), NodeState::Leaving);
+        states.insert("node-8".into(), NodeState::Up);
+        budget.store(crash_after, std::sync::atomic::Ordering::SeqCst);
+        let first = c.repair(&states, 100, &cfg).unwrap();
+        if first.failed > 0 {
+            interrupted += 1;
+        }
+        budget.store(i64::MAX, std::sync::atomic::Ordering::SeqCst);
+        let second = c.repair(&states, 100, &cfg).unwrap();
+        assert_eq!(second.failed, 0, "crash after {crash_after}: {second:?}");
+        assert!(second.unrecoverable.is_empty());
+        assert_eq!(
+            c.repair(&states, 100, &cfg).unwrap(),
+            kvs::RepairReport::default(),
+            "crash after {crash_after}: not converged"
+        );
+        assert!(nodes[6].inner.inventory().unwrap().is_empty());
+        let mut stats = ReadStats::default();
+        for (a, r, e) in &data {
+            let got = c
+                .get_checked(a, &r.key, None, e, &mut stats)
+                .unwrap()
+                .unwrap();
+            assert_eq!(got, r.columns);
+        }
+        assert_eq!(stats.degraded, 0, "crash after {crash_after}");
+    }
+    assert!(
+        interrupted >= 5,
+        "only {interrupted} rounds were interrupted"
+    );
+}
+
+#[test]
+fn where_a_node_and_the_index_disagree_the_index_wins_and_repair_rewrites() {
+    let (c, _) = mem_cluster(6);
+    let address = "bc1qindexwins";
+    let r = record(11, 5000);
+    let entry = c.put(address, r.clone()).unwrap().entries[0].1;
+    let (_, placement) = c.placement(address).unwrap();
+    let liar = c.node(&placement[0]).unwrap();
+    let original = liar.get_shard(&entry.root, 0).unwrap().unwrap();
+    // the node drops its shard and takes a different, well-formed stripe for the same key
+    liar.delete_shard(&entry.root, 0).unwrap();
+    let mut forged = r.clone();
+    forged
+        .columns
+        .insert("GPS".into(), b"somewhere else".to_vec());
+    let other = kvs::model::pack(std::slice::from_ref(&forged)).unwrap();
+    let mut manifest = kvs::model::Manifest {
+        address: address.into(),
+        root: [0; 32],
+        params: entry.params,
+        payload_len: other.payload.len() as u64,
+        epoch: entry.epoch,
+        rows: other.rows.clone(),
+    };
+    let stripe =
+        kvs::coding::encode_bound(entry.params, &other.payload, &manifest.digest().unwrap())
+            .unwrap();
+    manifest.root = stripe.root;
+    liar.put_shard(
+        &stripe.root,
+        0,
+        &stripe.stored_shard(0).unwrap().encode(),
+        &manifest,
+    )
+    .unwrap();
+    assert_ne!(liar.row(address, &r.key).unwrap().unwrap().root, entry.root);
+    // a checked read follows the index, not the node, and notes the disagreement
+    let mut stats = ReadStats::default();
+    let got = c
+        .get_checked(address, &r.key, None, &entry, &mut stats)
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, r.columns);
+    assert_eq!(stats.index_disagreements, 1);
+    // repair against the index drops the contradicting stripe and rewrites the indexed shard
+    let states: BTreeMap<String, NodeState> = (0..6)
+        .map(|i| (format!("node-{i}"), NodeState::Up))
+        .collect();
+    let attested: std::collections::BTreeSet<kvs::merkle::Hash> = [entry.root].into();
+    let report = c
+        .repair_with_index(&states, 0, &RepairConfig::default(), Some(&attested))
+        .unwrap();
+    assert_eq!(report.displaced, 1, "{report:?}");
+    assert_eq!(report.rebuilt, 1, "{report:?}");
+    assert_eq!(report.failed, 0, "{report:?}");
+    assert_eq!(
+        liar.get_shard(&entry.root, 0).unwrap().unwrap(),
+        original,
+        "the indexed shard is back"
+    );
+    assert!(liar.manifest(&stripe.root).unwrap().is_none());
+    assert_eq!(liar.row(address, &r.key).unwrap().unwrap().root, entry.root);
+    assert_eq!(
+        c.repair_with_index(&states, 0, &RepairConfig::default(), Some(&attested))
+            .unwrap(),
+        kvs::RepairReport::default()
+    );
+    let mut stats = ReadStats::default();
+    assert_eq!(
+        c.get_checked(address, &r.key, None, &entry, &mut stats)
+            .unwrap()
+            .unwrap(),
+        r.columns
+    );
+    assert_eq!((stats.index_disagreements, stats.degraded), (0, 0));
+}
+
+#[cfg(feature = "rocksdb")]
+#[test]
+fn a_flipped_byte_in_a_rocksdb_shard_is_detected_read_correctly_and_rewritten() {
+    let dirs: Vec<tempfile::TempDir> = (0..6).map(|_| tempfile::tempdir().unwrap()).collect();
+    let stores: Vec<Arc<RocksStore>> = dirs
+        .iter()
+        .map(|d| Arc::new(RocksStore::open_with(d.path(), SyncMode::Fsync).unwrap()))
+        .collect();
+    let nodes = stores
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            Arc::new(LocalNode::new(
+                format!("node-{i}"),
+                s.clone() as Arc<dyn Store>,
+                StorageMode::Shared,
+            ))
+        })
+        .collect();
+    let c = LocalCluster::new(nodes, 1, ClusterConfig::default()).unwrap();
+    let data = populate(&c);
+    let (address, r, entry) = &data[2];
+    let (_, placement) = c.placement(address).unwrap();
+    let victim: usize = placement[1].trim_start_matches("node-").parse().unwrap();
+    let mut key = vec![b's'];
+    key.extend_from_slice(&entry.root);
+    key.push(1);
+    let original = stores[victim].get(&key).unwrap().unwrap();
+    let mut flipped = original.clone();
+    let at = flipped.len() - 17;
+    flipped[at] ^= 0x04;
+    stores[victim].put(&key, &flipped).unwrap();
+    let mut stats = ReadStats::default();
+    let got = c
+        .get_checked(address, &r.key, None, entry, &mut stats)
+        .unwrap()
+        .unwrap();
+    assert_eq!(&got, &r.columns);
+    assert_eq!(stats.degraded, 1);
+    let states: BTreeMap<String, NodeState> = (0..6)
+        .map(|i| (format!("node-{i}"), NodeState::Up))
+        .collect();
+    let report = c.repair(&states, 0, &RepairConfig::default()).unwrap();
+    assert_eq!(
+        (report.corrupt_discarded, report.rebuilt, report.failed),
+        (1, 1, 0)
+    );
+    assert_eq!(stores[victim].get(&key).unwrap().unwrap(), original);
+    check_all(&c, &data);
 }
