@@ -130,25 +130,6 @@ pub enum TxError {
     Address(String),
 }
 
-/// `Amount` as base units in the canonical codec (the type's own serde form is self-describing,
-/// which the codec refuses); the cap is re-checked on the way in.
-pub mod amount_units {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use tokenomics::Amount;
-
-    /// Serializes base units.
-    pub fn serialize<S: Serializer>(a: &Amount, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(a.to_base_units())
-    }
-
-    /// Deserializes base units, refusing amounts above the supply cap.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Amount, D::Error> {
-        let units = u64::deserialize(d)?;
-        Amount::from_base_units(units)
-            .ok_or_else(|| serde::de::Error::custom("amount above the supply cap"))
-    }
-}
-
 /// An unsigned transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transaction {
@@ -159,7 +140,6 @@ pub struct Transaction {
     /// The sender's account nonce this transaction consumes.
     pub nonce: u64,
     /// Fee offered (paid from fee credits first, then tokens).
-    #[serde(with = "amount_units")]
     pub fee: Amount,
     /// The module that executes `call`.
     pub module: ModuleId,

@@ -11,11 +11,12 @@ use crate::Error;
 ///
 /// Every operation that could leave the range returns `None` (or an error) instead of wrapping,
 /// so a fee or a mint can never create money out of an overflow.
-#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "AmountRepr", into = "u64")]
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(into = "u64")]
 pub struct Amount(u64);
 
-/// Human or machine spelling accepted when reading an amount (base units or a decimal string).
+/// Human or machine spelling accepted when reading an amount from a human-readable format
+/// (TOML, JSON): base units or a decimal token string.
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum AmountRepr {
@@ -29,6 +30,22 @@ impl TryFrom<AmountRepr> for Amount {
         match r {
             AmountRepr::Base(b) => Amount::from_base_units(b).ok_or(Error::AboveCap),
             AmountRepr::Tokens(s) => s.parse(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Amount {
+    /// Human-readable formats (config files, JSON APIs) accept base units or a decimal token
+    /// string; binary formats (the canonical codec of chain state) carry base units only, so they
+    /// need no self-describing input. Both refuse amounts above the cap.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            AmountRepr::deserialize(d)?
+                .try_into()
+                .map_err(serde::de::Error::custom)
+        } else {
+            let units = u64::deserialize(d)?;
+            Amount::from_base_units(units).ok_or_else(|| serde::de::Error::custom(Error::AboveCap))
         }
     }
 }

@@ -71,6 +71,16 @@ impl AccountBalance {
         }
     }
 
+    /// Rebuilds a balance from its stored parts (a ledger reading its own state back). Credits
+    /// only ever enter an account through [`AccountBalance::receive_grant`]; this constructor
+    /// exists so storage layers can restore what they persisted, and nothing else should call it.
+    pub fn restore(tokens: Amount, credits: Amount) -> AccountBalance {
+        AccountBalance {
+            tokens,
+            credits: FeeCredits(credits),
+        }
+    }
+
     /// Transferable tokens.
     #[inline]
     pub fn tokens(&self) -> Amount {

@@ -203,8 +203,12 @@ impl Phase2Params {
 }
 
 /// How phase-3 tokens are priced, in integer quote units (the shipped scenarios use micro-euros).
+///
+/// In config files the variant is a `kind` field (`{ kind = "linear", start = …, … }`); in the
+/// canonical binary codec (chain state) it is the variant index, because the codec is not
+/// self-describing and an internally tagged enum needs to look ahead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
+#[serde(rename_all = "snake_case", remote = "Self")]
 pub enum PriceSchedule {
     /// A constant price per whole token.
     Fixed {
@@ -219,6 +223,68 @@ pub enum PriceSchedule {
         /// Price increase in quote units per million whole tokens sold.
         slope_per_million: u64,
     },
+}
+
+/// The config-file spelling of [`PriceSchedule`], tagged by `kind`.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+enum TaggedPriceSchedule {
+    Fixed { quote_per_token: u64 },
+    Linear { start: u64, slope_per_million: u64 },
+}
+
+impl From<PriceSchedule> for TaggedPriceSchedule {
+    fn from(p: PriceSchedule) -> Self {
+        match p {
+            PriceSchedule::Fixed { quote_per_token } => {
+                TaggedPriceSchedule::Fixed { quote_per_token }
+            }
+            PriceSchedule::Linear {
+                start,
+                slope_per_million,
+            } => TaggedPriceSchedule::Linear {
+                start,
+                slope_per_million,
+            },
+        }
+    }
+}
+
+impl From<TaggedPriceSchedule> for PriceSchedule {
+    fn from(p: TaggedPriceSchedule) -> Self {
+        match p {
+            TaggedPriceSchedule::Fixed { quote_per_token } => {
+                PriceSchedule::Fixed { quote_per_token }
+            }
+            TaggedPriceSchedule::Linear {
+                start,
+                slope_per_million,
+            } => PriceSchedule::Linear {
+                start,
+                slope_per_million,
+            },
+        }
+    }
+}
+
+impl Serialize for PriceSchedule {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            TaggedPriceSchedule::from(*self).serialize(s)
+        } else {
+            PriceSchedule::serialize(self, s)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PriceSchedule {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            TaggedPriceSchedule::deserialize(d).map(PriceSchedule::from)
+        } else {
+            PriceSchedule::deserialize(d)
+        }
+    }
 }
 
 /// Phase-3 settings.

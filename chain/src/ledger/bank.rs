@@ -32,7 +32,7 @@ use super::{
 };
 use crate::block::ChainValidator;
 use crate::state::StateView;
-use crate::tx::{amount_units, AccountAddress, ModuleId};
+use crate::tx::{AccountAddress, ModuleId};
 
 /// Prefix of accounts.
 pub const ACCOUNT_PREFIX: &[u8] = b"bank/a/";
@@ -52,10 +52,8 @@ pub struct AccountRecord {
     /// The next nonce the account's transactions must use.
     pub nonce: u64,
     /// Transferable tokens.
-    #[serde(with = "amount_units")]
     pub tokens: Amount,
     /// Fee credits (pay fees only; never transferred).
-    #[serde(with = "amount_units")]
     pub credits: Amount,
 }
 
@@ -65,13 +63,7 @@ impl AccountRecord {
     /// # Errors
     /// [`LedgerError::Corrupt`] if the balance cannot be rebuilt.
     pub fn balance(&self) -> Result<AccountBalance, LedgerError> {
-        // `AccountBalance` has no constructor with credits; its own serde form is the only way
-        // to rebuild one, so go through a JSON value (in memory only).
-        serde_json::from_value(serde_json::json!({
-            "tokens": self.tokens.to_base_units(),
-            "credits": self.credits.to_base_units(),
-        }))
-        .map_err(|e| LedgerError::Corrupt(format!("account balance: {e}")))
+        Ok(AccountBalance::restore(self.tokens, self.credits))
     }
 
     fn set_balance(&mut self, b: &AccountBalance) {
@@ -84,10 +76,8 @@ impl AccountRecord {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SupplyRecord {
     /// Fees collected and not yet paid to a proposer.
-    #[serde(with = "amount_units")]
     pub fee_pool: Amount,
     /// Tokens destroyed (slashes).
-    #[serde(with = "amount_units")]
     pub burned: Amount,
 }
 
@@ -99,7 +89,6 @@ pub enum BankCall {
         /// Recipient.
         to: AccountAddress,
         /// Amount moved.
-        #[serde(with = "amount_units")]
         amount: Amount,
     },
 }
@@ -133,13 +122,12 @@ pub fn put_account(
 /// [`LedgerError::NotInitialised`] before genesis, [`LedgerError::Corrupt`].
 pub fn issuance(view: &(impl StateView + ?Sized)) -> Result<Issuance, LedgerError> {
     let bytes = view.get(ISSUANCE_KEY)?.ok_or(LedgerError::NotInitialised)?;
-    serde_json::from_slice(&bytes).map_err(|e| LedgerError::Corrupt(format!("issuance: {e}")))
+    primitives::codec::from_slice(&bytes)
+        .map_err(|e| LedgerError::Corrupt(format!("issuance: {e}")))
 }
 
 fn put_issuance(state: &mut Pending<'_>, iss: &Issuance) -> Result<(), LedgerError> {
-    let bytes = serde_json::to_vec(iss).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
-    state.put(ISSUANCE_KEY.to_vec(), bytes);
-    Ok(())
+    state.put_encoded(ISSUANCE_KEY.to_vec(), iss)
 }
 
 /// The fee pool and burned total.

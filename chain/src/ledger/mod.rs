@@ -25,7 +25,7 @@
 //! | `ledger/params` | ledger | — | [`LedgerParams`] |
 //! | `ledger/last` | ledger | — | [`LastBlock`] (height and time of the last executed block) |
 //! | `bank/a/` | bank | account (20 bytes) | [`bank::AccountRecord`] (nonce, tokens, fee credits) |
-//! | `bank/issuance` | bank | — | `tokenomics::Issuance`, **JSON** (its `Amount`s only have a self-describing serde form) |
+//! | `bank/issuance` | bank | — | `tokenomics::Issuance` |
 //! | `bank/supply` | bank | — | [`bank::SupplyRecord`] (fee pool of the current block, burned total) |
 //! | `stake/v/` | staking | validator address (20 bytes) | [`staking::ValidatorRecord`] |
 //! | `stake/u/` | staking | release epoch (8) ‖ validator address (20) | unbonding amount (u64 base units) |
@@ -58,7 +58,7 @@ use tokenomics::{Amount, DataOp};
 use crate::block::{tx_hash, ChainValidator};
 use crate::consensus::secp::ValidatorAddress;
 use crate::state::{Overlay, StateError, StateView, WriteSet};
-use crate::tx::{amount_units, AccountAddress, ModuleId, SignedTx, Transaction, TxError};
+use crate::tx::{AccountAddress, ModuleId, SignedTx, Transaction, TxError};
 
 pub use genesis::{Genesis, GenesisError};
 
@@ -85,15 +85,12 @@ pub struct LedgerParams {
     /// Most transactions in a block.
     pub max_block_txs: u32,
     /// Least bonded stake that earns a seat in the validator set.
-    #[serde(with = "amount_units")]
     pub min_stake: Amount,
     /// Fee every transaction pays at least, on top of its data-operation fee.
-    #[serde(with = "amount_units")]
     pub min_tx_fee: Amount,
     /// Share of stake burned for double signing, in basis points.
     pub slash_bps: u16,
     /// Surcharge on a device setup (which is granted fee credits from the automatic pool).
-    #[serde(with = "amount_units")]
     pub device_setup_fee: Amount,
     /// How far ahead of the account nonce the mempool admits transactions.
     pub nonce_window: u64,
@@ -336,7 +333,6 @@ pub struct Receipt {
     /// The nonce consumed.
     pub nonce: u64,
     /// Fee charged.
-    #[serde(with = "amount_units")]
     pub fee: Amount,
     /// `None` when the call succeeded, otherwise why it failed.
     pub failure: Option<Rejection>,

@@ -33,7 +33,7 @@ use crate::block::{ChainContext, ChainValidator};
 use crate::consensus::secp::ValidatorAddress;
 use crate::consensus::{Evidence, Validator, ValidatorSet};
 use crate::state::StateView;
-use crate::tx::{amount_units, AccountAddress, ModuleId};
+use crate::tx::{AccountAddress, ModuleId};
 
 /// Prefix of validator records.
 pub const VALIDATOR_PREFIX: &[u8] = b"stake/v/";
@@ -79,13 +79,10 @@ pub struct ValidatorRecord {
     /// Its consensus and account key.
     pub public_key: PublicKey,
     /// Stake in force.
-    #[serde(with = "amount_units")]
     pub bonded: Amount,
     /// Stake added this epoch (bonded at its end).
-    #[serde(with = "amount_units")]
     pub pending_bond: Amount,
     /// Stake leaving at the end of this epoch.
-    #[serde(with = "amount_units")]
     pub pending_unbond: Amount,
     /// Slashed for double signing and removed for good.
     pub tombstoned: bool,
@@ -97,13 +94,11 @@ pub enum StakingCall {
     /// Bonds tokens of the sender (whose key becomes a validator key) from the next epoch.
     Stake {
         /// Tokens bonded.
-        #[serde(with = "amount_units")]
         amount: Amount,
     },
     /// Starts unbonding stake at the end of the epoch.
     Unstake {
         /// Tokens unbonded.
-        #[serde(with = "amount_units")]
         amount: Amount,
     },
     /// Double-sign evidence (anyone may submit).
