@@ -536,3 +536,33 @@ fn signed_headers_and_answers_round_trip_the_codec() {
     let back: StateAnswer = primitives::codec::from_slice(&bytes).unwrap();
     assert_eq!(back, a);
 }
+
+fn shared() -> &'static Fixture {
+    static FIXTURE: std::sync::OnceLock<Fixture> = std::sync::OnceLock::new();
+    FIXTURE.get_or_init(fixture)
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Whatever byte of an encoded signed header an agent changes, the result either does not
+    /// decode or is refused, and the client keeps its trusted header.
+    #[test]
+    fn any_changed_byte_of_a_signed_header_is_refused(
+        at in proptest::prelude::any::<proptest::sample::Index>(),
+        xor in 1u8..=255,
+    ) {
+        let f = shared();
+        let honest = &f.headers[1];
+        let mut bytes = primitives::codec::to_vec(honest).unwrap();
+        let i = at.index(bytes.len());
+        bytes[i] ^= xor;
+        if let Ok(forged) = primitives::codec::from_slice::<SignedHeader>(&bytes) {
+            proptest::prop_assert_ne!(&forged, honest);
+            let mut c = client(f);
+            proptest::prop_assert!(c.update(&forged, f.set_a.clone()).is_err());
+            proptest::prop_assert_eq!(c.trusted_header(), &f.headers[0].header);
+            c.update(honest, f.set_a.clone()).unwrap();
+        }
+    }
+}
