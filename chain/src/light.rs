@@ -274,3 +274,70 @@ impl LightClient {
         )
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::block::{txs_root, BlockHash, MAX_CHAIN_ID_LEN};
+    use crate::consensus::secp::ValidatorAddress;
+    use crate::consensus::{InstanceId, Validator};
+    use secp256k1::{PublicKey, SecretKey, SECP256K1};
+
+    fn one_validator() -> ValidatorSet<ChainContext> {
+        let pk = PublicKey::from_secret_key(SECP256K1, &SecretKey::from_slice(&[9; 32]).unwrap());
+        ValidatorSet::new(vec![Validator {
+            address: ValidatorAddress::from_public_key(&pk),
+            public_key: pk,
+            voting_power: 1,
+        }])
+        .unwrap()
+    }
+
+    fn anchor(chain_id: &str, set: &ValidatorSet<ChainContext>) -> Header {
+        Header {
+            chain_id: chain_id.into(),
+            instance: InstanceId(0),
+            height: 1,
+            time_ms: 1,
+            prev_hash: BlockHash([0; 32]),
+            txs_root: txs_root(&[]),
+            state_root: crate::state::EMPTY_ROOT,
+            validators_hash: validator_set_hash(set),
+            next_validators_hash: validator_set_hash(set),
+            proposer: set.iter().next().unwrap().address,
+        }
+    }
+
+    #[test]
+    fn an_anchor_must_encode_and_name_its_set() {
+        let set = one_validator();
+        let c = LightClient::new(ChainContext::new("c"), anchor("c", &set), set.clone()).unwrap();
+        assert_eq!(c.trusted_header().height, 1);
+        // The empty state proves every key absent against the anchor.
+        let answer = StateAnswer {
+            key: b"k".to_vec(),
+            value: None,
+            proof: StateProof {
+                siblings: vec![],
+                terminal: crate::state::smt::ProofTerminal::Empty,
+            },
+        };
+        c.verify_answer(&answer).unwrap();
+        let long = "x".repeat(MAX_CHAIN_ID_LEN + 1);
+        assert!(matches!(
+            LightClient::new(
+                ChainContext::new(long.clone()),
+                anchor(&long, &set),
+                set.clone()
+            ),
+            Err(LightError::Header(_))
+        ));
+        let mut h = anchor("c", &set);
+        h.validators_hash[0] ^= 1;
+        assert_eq!(
+            LightClient::new(ChainContext::new("c"), h, set).err(),
+            Some(LightError::WrongValidatorSet)
+        );
+    }
+}
