@@ -290,8 +290,12 @@ mod tests {
             value: Some(BlockHash([9; 32])),
             validator: ValidatorAddress([1; 20]),
         };
-        let a = ChainContext::new("carchain-a").vote_sign_bytes(&vote).unwrap();
-        let b = ChainContext::new("carchain-b").vote_sign_bytes(&vote).unwrap();
+        let a = ChainContext::new("carchain-a")
+            .vote_sign_bytes(&vote)
+            .unwrap();
+        let b = ChainContext::new("carchain-b")
+            .vote_sign_bytes(&vote)
+            .unwrap();
         assert_ne!(a, b);
     }
 

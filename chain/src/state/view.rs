@@ -40,8 +40,11 @@ pub trait StateView {
     /// # Errors
     /// [`StateError::Store`] when the backing store fails.
     #[allow(clippy::type_complexity)]
-    fn scan_prefix(&self, prefix: &[u8], limit: usize)
-        -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError>;
+    fn scan_prefix(
+        &self,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError>;
 }
 
 /// The state in memory: for unit tests and the simulation.
