@@ -339,7 +339,7 @@ fn enroll_config(enrollments: u32, bandwidth: u64, max_block_txs: u32) -> SimCon
 #[test]
 fn transaction_sizes_come_from_the_encodings() {
     let (setup, put) = tx_sizes();
-    // The RSA key alone is 422 bytes; the signed envelope, VID, addresses and device key add more.
+    // The RSA key alone is 422 bytes; the signed envelope, VID, keys and agent add more.
     assert!(setup > RSA3072_SPKI_DER_LEN + 65 + 33 + 3 * 20, "{setup}");
     assert!(setup < 1_000, "{setup}");
     assert!(put > 20 + 32 + 32 + 8 + 65 && put < setup, "{put}");

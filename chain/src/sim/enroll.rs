@@ -24,7 +24,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use primitives::codec;
 use primitives::record::{KeyPart, RecordKey};
-use serde::Serialize;
+use secp256k1::{PublicKey, SecretKey, SECP256K1};
+use tokenomics::Amount;
+
+use crate::ledger::registry::RegistryCall;
+use crate::tx::{AccountAddress, ModuleId, Transaction};
 
 use super::context::SimValue;
 
@@ -67,84 +71,66 @@ pub struct TxId {
     pub kind: TxKind,
 }
 
-/// Common envelope of a signed transaction (estimate of the shape the ledger will use: chain
-/// id, sender, nonce, fee, then the call, then a recoverable secp256k1 signature).
-#[derive(Serialize)]
-struct Signed<T> {
-    chain_id: &'static str,
-    sender: [u8; 20],
-    nonce: u64,
-    fee: u128,
-    call: T,
-    signature: Vec<u8>,
-}
-
-/// Registry device setup: VID → owner, RSA public key, device key, agent.
-#[derive(Serialize)]
-struct DeviceSetup {
-    vid: String,
-    owner: [u8; 20],
-    rsa_spki_der: Vec<u8>,
-    device_key: Vec<u8>,
-    agent: [u8; 20],
-}
-
-/// Registry put attestation: (address, key) → dHash, size, format, placement commitment.
-#[derive(Serialize)]
-struct PutAttestation {
-    address: [u8; 20],
-    key: Vec<u8>,
-    dhash: [u8; 32],
-    size: u64,
-    format: String,
-    placement: [u8; 32],
-}
-
-fn signed_len<T: Serialize>(call: T) -> usize {
-    let tx = Signed {
-        chain_id: "carchain-1",
-        sender: [7; 20],
-        nonce: 1,
-        fee: 1_000,
-        call,
-        signature: vec![0; 65],
+fn signed_len(module: ModuleId, call: &RegistryCall) -> usize {
+    let Ok(secret) = SecretKey::from_slice(&[7; 32]) else {
+        return 0;
     };
-    // One version byte (`codec::encode_versioned`) in front of the canonical encoding.
-    codec::to_vec(&tx).map_or(0, |b| b.len().saturating_add(1))
+    let tx = Transaction {
+        chain_id: "carchain-1".into(),
+        sender: PublicKey::from_secret_key(SECP256K1, &secret),
+        nonce: 1,
+        fee: Amount::from_base_units(1_000).unwrap_or(Amount::ZERO),
+        module,
+        call: codec::to_vec(call).unwrap_or_default(),
+    };
+    tx.sign(&secret)
+        .and_then(|signed| signed.encode())
+        .map_or(0, |bytes| bytes.len())
 }
 
 /// Encoded sizes in bytes of a device-setup and a put-attestation transaction.
 ///
-/// Computed with the canonical [`primitives::codec`] encoding of the fields the registry
-/// stores (the ledger's own transaction types do not exist yet, so the envelope — chain id,
-/// sender, nonce, fee, 65-byte recoverable signature — is an estimate): a 17-character VID,
-/// 20-byte addresses, a DER RSA-3072 key ([`RSA3072_SPKI_DER_LEN`]), a compressed secp256k1
-/// device key; the attestation's record key is a real [`RecordKey`] encoding of
-/// `{"vid": <17 chars>, "ts": <ms>}`, with a 32-byte dHash and placement commitment and the
-/// format `"obd-report/v1"`.
+/// Real encodings: a [`SignedTx`](crate::tx::SignedTx) (as it travels and sits in blocks) of
+/// a [`RegistryCall::Setup`] with a 17-character VID, a DER RSA-3072 key
+/// ([`RSA3072_SPKI_DER_LEN`] bytes), a compressed device key and an agent account, and of a
+/// [`RegistryCall::Attest`] with a [`RecordKey`] encoding of `{"vid": <17 chars>, "ts": <ms>}`,
+/// a 32-byte dHash and placement commitment and the format `"obd-report/v1"`.
 pub fn tx_sizes() -> (usize, usize) {
-    let setup = DeviceSetup {
-        vid: "WVWZZZ1JZXW000001".into(),
-        owner: [1; 20],
-        rsa_spki_der: vec![0; RSA3072_SPKI_DER_LEN],
-        device_key: vec![2; 33],
-        agent: [3; 20],
+    let key = |b: u8| {
+        SecretKey::from_slice(&[b; 32])
+            .map(|s| PublicKey::from_secret_key(SECP256K1, &s))
+            .ok()
     };
-    let key = RecordKey::new(vec![
-        ("vid".into(), KeyPart::Str("WVWZZZ1JZXW000001".into())),
+    let (Some(device), Some(agent)) = (key(2), key(3)) else {
+        return (0, 0);
+    };
+    let vid = "WVWZZZ1JZXW000001".to_owned();
+    let setup = RegistryCall::Setup {
+        vid: vid.clone(),
+        rsa_spki: vec![0x30; RSA3072_SPKI_DER_LEN],
+        device_key: device,
+        agent: AccountAddress::from_public_key(&agent),
+    };
+    let record_key = RecordKey::new(vec![
+        ("vid".into(), KeyPart::Str(vid.clone())),
         ("ts".into(), KeyPart::Int(1_700_000_000_000)),
     ])
     .map(|k| k.encode())
     .unwrap_or_default();
-    let put = PutAttestation {
-        address: [4; 20],
-        key,
+    let put = RegistryCall::Attest {
+        vid,
+        address: AccountAddress([4; 20]),
+        key: record_key,
         dhash: [5; 32],
         size: 4096,
+        metres: 0,
         format: "obd-report/v1".into(),
         placement: [6; 32],
     };
-    (signed_len(setup), signed_len(put))
+    (
+        signed_len(ModuleId::REGISTRY, &setup),
+        signed_len(ModuleId::REGISTRY, &put),
+    )
 }
 
 /// Parameters of the enrollment workload.
