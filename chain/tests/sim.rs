@@ -359,6 +359,11 @@ fn every_enrollment_becomes_final_exactly_once() {
         w.proposal_bytes > w.block_bytes,
         "blocks travel to the peers"
     );
+    // Each block goes to each of the 3 peers once (plus ~130 bytes of signed header).
+    assert!(
+        w.proposal_bytes <= 3 * (w.block_bytes + 200 * w.blocks),
+        "proposals re-sent needlessly: {w:?}"
+    );
     assert!(
         w.tx_gossip_bytes >= 300 * 3 * 100,
         "every transaction goes to every peer"
@@ -452,6 +457,10 @@ fn bigger_blocks_take_longer_at_the_same_bandwidth() {
         b.all_final_ms
     );
     assert!(b.max_block_bytes > 3 * a.max_block_bytes);
+    // The big blocks outlast the 3 s propose timeout on these links, so rounds fail and
+    // blocks are proposed again: more proposal traffic per block than the small ones.
+    let per_block = |w: &chain::sim::enroll::WorkloadReport| w.proposal_bytes / w.block_bytes;
+    assert!(per_block(&b) > per_block(&a), "{a:?} {b:?}");
 }
 
 #[test]

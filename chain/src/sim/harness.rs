@@ -1313,9 +1313,26 @@ impl<'a> Sim<'a> {
                 recent.pop_front();
             }
         }
+        let proposal = match msg {
+            Message::Proposal(p) => Some((p.proposal.height, p.proposal.round.0)),
+            _ => None,
+        };
+        let slack = micros(
+            self.cfg
+                .net
+                .latency_ms
+                .saturating_add(self.cfg.net.jitter_ms)
+                .saturating_add(self.cfg.gossip_ms),
+        );
         for j in 0..self.nodes.len() {
             if j != i {
-                self.send(i, j, bytes.clone(), false);
+                let arrival = self.send(i, j, bytes.clone(), false);
+                // Remember the proposal in flight so re-gossip does not repeat it meanwhile.
+                if let (Some((h, r)), Some(at)) = (proposal, arrival) {
+                    if let Some(v) = self.nodes[i].peers.get_mut(j) {
+                        v.proposal_sent = Some((h, r, at.saturating_add(slack)));
+                    }
+                }
             }
         }
     }
