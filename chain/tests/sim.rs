@@ -364,6 +364,10 @@ fn every_enrollment_becomes_final_exactly_once() {
         w.proposal_bytes <= 3 * (w.block_bytes + 200 * w.blocks),
         "proposals re-sent needlessly: {w:?}"
     );
+    assert_eq!(
+        w.extra_rounds, 0,
+        "a fast network decides every height in round 0"
+    );
     assert!(
         w.tx_gossip_bytes >= 300 * 3 * 100,
         "every transaction goes to every peer"
@@ -461,6 +465,7 @@ fn bigger_blocks_take_longer_at_the_same_bandwidth() {
     // blocks are proposed again: more proposal traffic per block than the small ones.
     let per_block = |w: &chain::sim::enroll::WorkloadReport| w.proposal_bytes / w.block_bytes;
     assert!(per_block(&b) > per_block(&a), "{a:?} {b:?}");
+    assert!(b.extra_rounds > a.extra_rounds, "{a:?} {b:?}");
 }
 
 #[test]

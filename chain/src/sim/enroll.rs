@@ -348,6 +348,11 @@ pub struct WorkloadReport {
     pub blocks: u64,
     /// Heights whose block carried transactions.
     pub tx_blocks: u64,
+    /// Rounds beyond the first that heights needed (sum of the decided rounds): failed
+    /// rounds, e.g. proposals slower to arrive than the propose timeout.
+    pub extra_rounds: u64,
+    /// Highest round a height was decided in.
+    pub max_round: u32,
     /// Sum of the encoded sizes of the decided blocks.
     pub block_bytes: u64,
     /// Largest decided block.

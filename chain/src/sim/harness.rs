@@ -1757,7 +1757,7 @@ impl<'a> Sim<'a> {
                 }
             };
             if self.cfg.workload.is_some() {
-                self.decide_workload(i, height, &d.value, id, first);
+                self.decide_workload(i, &d, id, first);
                 if self.failure.is_some() {
                     return;
                 }
@@ -1796,14 +1796,8 @@ impl<'a> Sim<'a> {
     /// checked against the transactions final before it (validity; none lost or repeated),
     /// then the node's mempool drops the block's transactions and clients of this node learn
     /// that theirs are final (and submit their attestation).
-    fn decide_workload(
-        &mut self,
-        i: usize,
-        height: u64,
-        value: &SimValue,
-        id: ValueId,
-        first: bool,
-    ) {
+    fn decide_workload(&mut self, i: usize, d: &Decision<SimContext>, id: ValueId, first: bool) {
+        let (height, round, value) = (d.certificate.height, d.certificate.round.0, &d.value);
         let Some(w) = &self.cfg.workload else {
             return;
         };
@@ -1824,6 +1818,8 @@ impl<'a> Sim<'a> {
             let r = &mut self.ledger.report;
             let size = value.0.len() as u64;
             r.blocks += 1;
+            r.extra_rounds += u64::from(round);
+            r.max_round = r.max_round.max(round);
             r.block_bytes += size;
             r.max_block_bytes = r.max_block_bytes.max(size);
             if !txs.is_empty() {

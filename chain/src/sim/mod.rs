@@ -12,6 +12,11 @@
 //! The same seed always replays the same run ([`SimReport::trace`] is a digest of it).
 //! [`run_seeds`] sweeps seeds and returns the first failing one; the `sim consensus --seeds N`
 //! command is meant to call it.
+//!
+//! With a [`enroll::Workload`] the values are blocks of real-sized transactions (car
+//! enrollments) that clients submit, validators gossip and proposers pack within byte and count
+//! limits; the run then also checks that every transaction becomes final exactly once, and
+//! reports how long that took (`sim consensus enroll`).
 
 pub mod context;
 pub mod enroll;

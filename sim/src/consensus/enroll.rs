@@ -108,6 +108,7 @@ pub fn run_enroll(args: &EnrollArgs) -> anyhow::Result<()> {
                         "setups_final_s": secs(wr.setups_final_ms),
                         "everywhere_final_s": secs(wr.everywhere_final_ms),
                         "blocks": wr.blocks, "tx_blocks": wr.tx_blocks,
+                        "extra_rounds": wr.extra_rounds, "max_round": wr.max_round,
                         "mean_block_bytes": mean_block, "max_block_bytes": wr.max_block_bytes,
                         "txs_final": wr.txs_final,
                         "bytes_sent": report.bytes, "proposal_bytes": wr.proposal_bytes,
