@@ -119,6 +119,19 @@ pub enum KvsError {
 /// Result alias for the crate.
 pub type Result<T, E = KvsError> = std::result::Result<T, E>;
 
+impl From<net::NetError> for KvsError {
+    fn from(e: net::NetError) -> Self {
+        match e {
+            net::NetError::Frame(f) => KvsError::Frame(f),
+            net::NetError::Io(io) => KvsError::Io(io),
+            net::NetError::Fingerprint(why) => {
+                KvsError::Membership(format!("certificate fingerprint is {why}"))
+            }
+            other => KvsError::Net(other.to_string()),
+        }
+    }
+}
+
 impl KvsError {
     pub(crate) fn malformed(what: &'static str, detail: &'static str) -> Self {
         KvsError::Malformed { what, detail }

@@ -1,8 +1,9 @@
-//! The storage network's wire layer, kept free of KVS policy so it can move to a lower crate
-//! and be shared with the chain: length-prefixed, versioned frames with size limits
-//! ([`frame`]), the storage-node request/response protocol ([`proto`]), self-signed TLS with
-//! certificate pinning ([`tls`]) and the quinn server/client ([`transport`]).
-pub mod frame;
+//! The storage network's wire layer: the storage-node request/response protocol ([`proto`]) and
+//! the quinn server/client ([`transport`]), over the framing ([`frame`]) and self-signed TLS with
+//! certificate pinning ([`tls`]) shared with the chain in the `net` crate.
+pub use net::{frame, tls};
 pub mod proto;
-pub mod tls;
 pub mod transport;
+
+/// ALPN protocol id of the storage protocol.
+pub const ALPN: &[u8] = b"carchain-kvs/1";

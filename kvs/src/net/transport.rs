@@ -52,7 +52,7 @@ impl Server {
         addr: SocketAddr,
         max_frame: usize,
     ) -> Result<Self> {
-        let endpoint = quinn::Endpoint::server(identity.server_config()?, addr)?;
+        let endpoint = quinn::Endpoint::server(identity.server_config(crate::net::ALPN)?, addr)?;
         let ep = endpoint.clone();
         tokio::spawn(async move {
             while let Some(incoming) = ep.accept().await {
@@ -186,7 +186,7 @@ impl ClientEndpoint {
             addr,
             rt: self.rt.clone(),
             endpoint: self.endpoint.clone(),
-            config: tls::client_config(cert_sha256)?,
+            config: tls::client_config(cert_sha256, crate::net::ALPN)?,
             conn: Mutex::new(None),
             down_until: Mutex::new(None),
             timeout,

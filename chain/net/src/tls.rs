@@ -12,16 +12,13 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Serve
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use sha2::{Digest, Sha256};
 
-use crate::error::{KvsError, Result};
-
-/// ALPN protocol id of the storage protocol.
-pub const ALPN: &[u8] = b"carchain-kvs/1";
+use crate::{NetError, Result};
 
 /// Server name used in handshakes (certificates are pinned, not name-checked).
-pub const SERVER_NAME: &str = "kvs-node";
+pub const SERVER_NAME: &str = "carchain-node";
 
-fn tls_err(e: impl std::fmt::Display) -> KvsError {
-    KvsError::Net(format!("tls: {e}"))
+fn tls_err(e: impl std::fmt::Display) -> NetError {
+    NetError::Tls(e.to_string())
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -80,8 +77,8 @@ impl Identity {
         hex::encode(self.fingerprint())
     }
 
-    /// QUIC server configuration presenting this identity.
-    pub fn server_config(&self) -> Result<quinn::ServerConfig> {
+    /// QUIC server configuration presenting this identity and speaking protocol `alpn`.
+    pub fn server_config(&self, alpn: &[u8]) -> Result<quinn::ServerConfig> {
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key.clone()));
         let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
@@ -89,7 +86,7 @@ impl Identity {
             .with_no_client_auth()
             .with_single_cert(vec![self.cert.clone()], key)
             .map_err(tls_err)?;
-        cfg.alpn_protocols = vec![ALPN.to_vec()];
+        cfg.alpn_protocols = vec![alpn.to_vec()];
         let quic = quinn::crypto::rustls::QuicServerConfig::try_from(cfg).map_err(tls_err)?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(quic));
         server.transport_config(transport()?);
@@ -164,15 +161,18 @@ impl ServerCertVerifier for Pinned {
     }
 }
 
-/// QUIC client configuration pinning `expected` (hex SHA-256), if given.
-pub fn client_config(expected: Option<&str>) -> Result<quinn::ClientConfig> {
+/// QUIC client configuration speaking protocol `alpn` and pinning `expected` (hex SHA-256 of
+/// the server's certificate), if given. Without a pin any certificate is accepted (the handshake
+/// signature is still verified); callers must then authenticate the peer above TLS, e.g. by
+/// signing the connection's exported keying material.
+pub fn client_config(expected: Option<&str>, alpn: &[u8]) -> Result<quinn::ClientConfig> {
     let expected = match expected {
         Some(h) => {
-            let bytes = hex::decode(h)
-                .map_err(|_| KvsError::Membership("certificate fingerprint is not hex".into()))?;
-            Some(<[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
-                KvsError::Membership("certificate fingerprint is not 32 bytes".into())
-            })?)
+            let bytes = hex::decode(h).map_err(|_| NetError::Fingerprint("not hex"))?;
+            Some(
+                <[u8; 32]>::try_from(bytes.as_slice())
+                    .map_err(|_| NetError::Fingerprint("not 32 bytes"))?,
+            )
         }
         None => None,
     };
@@ -186,7 +186,7 @@ pub fn client_config(expected: Option<&str>) -> Result<quinn::ClientConfig> {
             provider: p,
         }))
         .with_no_client_auth();
-    cfg.alpn_protocols = vec![ALPN.to_vec()];
+    cfg.alpn_protocols = vec![alpn.to_vec()];
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(cfg).map_err(tls_err)?;
     let mut client = quinn::ClientConfig::new(Arc::new(quic));
     client.transport_config(transport()?);
