@@ -195,23 +195,34 @@ impl Manifest {
         (first, last)
     }
 
-    /// Serialized form.
+    /// Serialized form. Keys are sorted, so each is written as the length of the prefix it
+    /// shares with the previous key (the longest one: the encoding is canonical) and the rest;
+    /// small packed records then cost their node a few bytes of manifest each.
     pub fn encode(&self) -> Result<Vec<u8>> {
         let mut w = Writer::new();
-        w.u8(1).bytes(self.address.as_bytes())?;
+        w.u8(MANIFEST_VERSION).bytes(self.address.as_bytes())?;
         w.raw(&self.root)
             .u8(self.params.k)
             .u8(self.params.m)
             .u64(self.payload_len)
             .u64(self.epoch);
         w.u32(u32::try_from(self.rows.len()).map_err(|_| KvsError::Overflow("manifest rows"))?);
+        let mut prev: &[u8] = &[];
         for (key, cols) in &self.rows {
-            w.u16(u16::try_from(key.len()).map_err(|_| KvsError::TooLarge {
+            let too_long = || KvsError::TooLarge {
                 what: "key",
                 size: key.len(),
                 limit: u16::MAX.into(),
-            })?);
-            w.raw(key);
+            };
+            let shared = prev
+                .iter()
+                .zip(key.iter())
+                .take_while(|(a, b)| a == b)
+                .count();
+            let rest = key.get(shared..).unwrap_or_default();
+            w.u16(u16::try_from(shared).map_err(|_| too_long())?)
+                .u16(u16::try_from(rest.len()).map_err(|_| too_long())?)
+                .raw(rest);
             w.u8(u8::try_from(cols.len()).map_err(|_| KvsError::TooLarge {
                 what: "column count",
                 size: cols.len(),
@@ -225,6 +236,7 @@ impl Manifest {
                 })?);
                 w.raw(name.as_bytes()).u32(*len);
             }
+            prev = key;
         }
         Ok(w.finish())
     }
@@ -232,7 +244,7 @@ impl Manifest {
     /// Parses [`Manifest::encode`] output.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         let mut r = Reader::new(bytes, "manifest");
-        if r.u8()? != 1 {
+        if r.u8()? != MANIFEST_VERSION {
             return Err(KvsError::malformed("manifest", "unknown version"));
         }
         let address = String::from_utf8(r.bytes()?.to_vec())
@@ -242,10 +254,25 @@ impl Manifest {
         let payload_len = r.u64()?;
         let epoch = r.u64()?;
         let n = r.u32()?;
-        let mut rows = Vec::new();
+        let mut rows: Vec<ManifestRow> = Vec::new();
         for _ in 0..n {
-            let klen = r.u16()?;
-            let key = r.take(klen.into())?.to_vec();
+            let shared = usize::from(r.u16()?);
+            let rest_len = r.u16()?;
+            let rest = r.take(rest_len.into())?;
+            let prev: &[u8] = rows.last().map_or(&[], |(k, _)| k.as_slice());
+            let head = prev.get(..shared).ok_or(KvsError::malformed(
+                "manifest",
+                "shared key prefix too long",
+            ))?;
+            if !rest.is_empty() && rest.first() == prev.get(shared) {
+                return Err(KvsError::malformed(
+                    "manifest",
+                    "shared key prefix not maximal",
+                ));
+            }
+            let mut key = Vec::with_capacity(shared.saturating_add(rest.len()));
+            key.extend_from_slice(head);
+            key.extend_from_slice(rest);
             let ncols = r.u8()?;
             let mut cols = Vec::with_capacity(ncols.into());
             for _ in 0..ncols {
@@ -272,6 +299,9 @@ impl Manifest {
         Ok(m)
     }
 }
+
+/// Version byte of the manifest encoding (2: keys prefix-compressed).
+const MANIFEST_VERSION: u8 = 2;
 
 /// What the chain's name-node index attests for a stored record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -547,9 +577,48 @@ mod tests {
         }
 
         #[test]
+        fn prefix_compressed_keys_round_trip(keys in proptest::collection::btree_set(proptest::collection::vec(0u8..3, 0..6), 0..12)) {
+            let rows: Vec<ManifestRow> = keys.into_iter().map(|k| (k, vec![("v".to_string(), 1)])).collect();
+            let m = Manifest { address: "bc1q".into(), root: [3; 32], params: CodingParams::default(), payload_len: rows.len() as u64, epoch: 1, rows };
+            let bytes = m.encode().unwrap();
+            let back = Manifest::decode(&bytes).unwrap();
+            prop_assert_eq!(back.encode().unwrap(), bytes);
+            prop_assert_eq!(back, m);
+        }
+
+        #[test]
         fn manifest_decoder_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..120)) {
             let _ = Manifest::decode(&bytes);
         }
+    }
+
+    #[test]
+    fn a_shared_key_prefix_must_be_the_longest() {
+        let m = Manifest {
+            address: "a".into(),
+            root: [0; 32],
+            params: CodingParams::default(),
+            payload_len: 2,
+            epoch: 1,
+            rows: vec![
+                (b"key-1".to_vec(), vec![("v".to_string(), 1)]),
+                (b"key-2".to_vec(), vec![("v".to_string(), 1)]),
+            ],
+        };
+        let bytes = m.encode().unwrap();
+        // the second row shares 4 bytes ("key-") and keeps "2"
+        let second = bytes.len() - (2 + 2 + 1 + 1 + 1 + 1 + 4);
+        assert_eq!(&bytes[second..second + 5], &[0, 4, 0, 1, b'2']);
+        assert_eq!(Manifest::decode(&bytes).unwrap(), m);
+        // the same key written with a shorter shared prefix is refused (one encoding only)
+        let mut other = bytes[..second].to_vec();
+        other.extend_from_slice(&[0, 3, 0, 2, b'-', b'2']);
+        other.extend_from_slice(&bytes[second + 5..]);
+        assert!(Manifest::decode(&other).is_err());
+        // a shared prefix longer than the previous key is refused
+        let mut long = bytes.clone();
+        long[second + 1] = 9;
+        assert!(Manifest::decode(&long).is_err());
     }
 
     #[test]

@@ -316,7 +316,7 @@ impl NodeApi for LocalNode {
     fn inventory(&self) -> Result<Vec<(Hash, u8)>> {
         self.check_online()?;
         let mut out = Vec::new();
-        for (k, _) in self.store.scan_prefix(b"s", usize::MAX)? {
+        for k in self.store.scan_prefix_keys(b"s", usize::MAX)? {
             match k.as_slice() {
                 [b's', rest @ ..] if rest.len() == 33 => {
                     let (root, idx) = rest.split_at(32);
@@ -353,9 +353,9 @@ impl NodeApi for LocalNode {
         prefix.extend_from_slice(root);
         let others = self
             .store
-            .scan_prefix(&prefix, 2)?
+            .scan_prefix_keys(&prefix, 2)?
             .into_iter()
-            .filter(|(k, _)| k.last() != Some(&index))
+            .filter(|k| k.last() != Some(&index))
             .count();
         if others == 0 {
             if let Some(m) = self.store.get(&manifest_key(root))? {

@@ -76,6 +76,19 @@ impl Store for MemStore {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect())
     }
+
+    fn scan_keys(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>> {
+        let map = self.map.read();
+        let upper = match end {
+            Some(e) => Bound::Excluded(e.to_vec()),
+            None => Bound::Unbounded,
+        };
+        Ok(map
+            .range((Bound::Included(start.to_vec()), upper))
+            .take(limit)
+            .map(|(k, _)| k.clone())
+            .collect())
+    }
 }
 
 #[cfg(test)]

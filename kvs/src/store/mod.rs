@@ -78,6 +78,22 @@ pub trait Store: Send + Sync {
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
 
+    /// Up to `limit` keys with `start <= key < end` (no upper bound if `end` is `None`), in
+    /// key order, without copying their values (inventories of shards).
+    fn scan_keys(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>> {
+        Ok(self
+            .scan(start, end, limit)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect())
+    }
+
+    /// Up to `limit` keys starting with `prefix`, in key order, without their values.
+    fn scan_prefix_keys(&self, prefix: &[u8], limit: usize) -> Result<Vec<Vec<u8>>> {
+        let end = crate::keys::prefix_end(prefix);
+        self.scan_keys(prefix, end.as_deref(), limit)
+    }
+
     /// Sets one key.
     fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
         let mut b = WriteBatch::new();
@@ -158,6 +174,18 @@ pub(crate) mod conformance {
             .map(|(k, _)| k)
             .collect();
         assert_eq!(open, vec![b"p\xff".to_vec(), b"q".to_vec()]);
+        assert_eq!(
+            s.scan_prefix_keys(b"p/", 100).unwrap(),
+            vec![b"p/a".to_vec(), b"p/b".to_vec(), b"p/c".to_vec()]
+        );
+        assert_eq!(
+            s.scan_keys(b"p/b", Some(b"q"), 2).unwrap(),
+            vec![b"p/b".to_vec(), b"p/c".to_vec()]
+        );
+        assert_eq!(
+            s.scan_keys(b"p\xff", None, 100).unwrap(),
+            vec![b"p\xff".to_vec(), b"q".to_vec()]
+        );
         assert_eq!(s.get_range(b"p/a", 1, 10).unwrap().unwrap(), b"/a".to_vec());
         assert_eq!(
             s.get_range(b"p/a", 9, 10).unwrap().unwrap(),

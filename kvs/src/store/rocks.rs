@@ -96,6 +96,23 @@ impl Store for RocksStore {
         Ok(out)
     }
 
+    fn scan_keys(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>> {
+        let mut ro = ReadOptions::default();
+        if let Some(e) = end {
+            ro.set_iterate_upper_bound(e.to_vec());
+        }
+        let mut it = self.db.raw_iterator_opt(ro);
+        it.seek(start);
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let Some(k) = it.key() else { break };
+            out.push(k.to_vec());
+            it.next();
+        }
+        it.status()?;
+        Ok(out)
+    }
+
     fn get_range(&self, key: &[u8], offset: usize, len: usize) -> Result<Option<Vec<u8>>> {
         Ok(self.db.get_pinned(key)?.map(|v| {
             let start = offset.min(v.len());
