@@ -15,6 +15,7 @@ pub mod consensus;
 pub mod ledger;
 pub mod light;
 pub mod mempool;
+pub mod node;
 pub mod sim;
 pub mod state;
 pub mod tx;

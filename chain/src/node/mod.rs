@@ -1,0 +1,625 @@
+//! The chain node: hosts one consensus [`Driver`] per instance on tokio, with real timers, the
+//! QUIC peer network ([`net`]), the RocksDB store ([`store`]), the block-building application
+//! and mempool ([`app`]) and block sync ([`sync`]).
+//!
+//! The node task mirrors the simulation harness (`crate::sim`): external inputs (peer
+//! messages, timer expiries, synced commits) go through [`Driver::handle`], and the returned
+//! [`Effect`]s are carried out against the network, tokio timers and the store. Everything is
+//! keyed by [`InstanceId`]: each instance has its own store directory and ignores other
+//! instances' messages; [`start`] runs one instance.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+
+pub mod app;
+pub mod net;
+pub mod store;
+pub mod sync;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use primitives::hash::Hash32;
+use secp256k1::ecdsa::Signature;
+use secp256k1::{SecretKey, SECP256K1};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use self::app::{BlockLimits, NodeApp, NodeConsensusStore, Shared};
+use self::net::{NetConfig, Network, PeerId, WireMsg};
+use self::store::{ChainStore, StoreError, TreeDelta};
+use crate::block::{BlockHash, ChainContext};
+use crate::consensus::secp::{self, ValidatorAddress};
+use crate::consensus::{
+    ConsensusError, ConsensusMessage, Decision, Driver, Effect, Input, InstanceId, Params, Signer,
+    Timeout, TimeoutConfig, ValidatorSet,
+};
+use crate::ledger::{Genesis, Ledger, RejectCode, Rejection};
+use crate::mempool::{Mempool, MempoolConfig};
+use crate::state::smt;
+use crate::state::WriteSet;
+
+/// Why the node stopped or could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The network failed.
+    #[error(transparent)]
+    Net(#[from] net::NetError),
+    /// The consensus core refused the configuration.
+    #[error(transparent)]
+    Consensus(#[from] ConsensusError),
+    /// The genesis does not match the store, or the node cannot go on.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// Signs consensus messages with a validator's secp256k1 key.
+#[derive(Clone)]
+pub struct KeySigner {
+    secret: SecretKey,
+    address: ValidatorAddress,
+}
+
+impl std::fmt::Debug for KeySigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeySigner")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeySigner {
+    /// A signer for `secret`.
+    pub fn new(secret: SecretKey) -> Self {
+        KeySigner {
+            address: ValidatorAddress::from_public_key(&secret.public_key(SECP256K1)),
+            secret,
+        }
+    }
+}
+
+impl Signer<ChainContext> for KeySigner {
+    fn address(&self) -> ValidatorAddress {
+        self.address
+    }
+
+    fn sign(&self, sign_bytes: &[u8]) -> Signature {
+        secp::sign(&self.secret, sign_bytes)
+    }
+}
+
+/// The state at height 0, as the ledger and the state tree derive it from a [`Genesis`].
+#[derive(Debug, Clone)]
+pub struct GenesisState {
+    /// Genesis time (ms since the Unix epoch); the first block must be later.
+    pub time_ms: u64,
+    /// The validators of height 1.
+    pub validators: ValidatorSet<ChainContext>,
+    /// The initial state entries.
+    pub writes: WriteSet,
+    /// Their state-tree nodes.
+    pub tree: TreeDelta,
+    /// The initial state root.
+    pub state_root: Hash32,
+}
+
+impl GenesisState {
+    /// Derives the genesis state of `genesis` with `ledger`.
+    ///
+    /// # Errors
+    /// An invalid genesis.
+    pub fn derive(ledger: &Ledger, genesis: &Genesis) -> Result<Self, NodeError> {
+        let (writes, validators) = ledger
+            .init_genesis(genesis)
+            .map_err(|e| NodeError::Fatal(format!("genesis: {e}")))?;
+        let update = smt::apply(&smt::MemNodes::new(), smt::empty_hash(), &writes)
+            .map_err(|e| NodeError::Fatal(format!("genesis state tree: {e}")))?;
+        Ok(GenesisState {
+            time_ms: genesis.genesis_time_ms,
+            validators: ValidatorSet::new(validators)?,
+            writes,
+            tree: TreeDelta {
+                new_nodes: update
+                    .new_nodes
+                    .into_iter()
+                    .map(|(h, b)| (h.to_vec(), b))
+                    .collect(),
+            },
+            state_root: update.root,
+        })
+    }
+}
+
+/// How a node runs.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The network's chain id.
+    pub chain_id: String,
+    /// The consensus instance.
+    pub instance: InstanceId,
+    /// Where the store lives (one subdirectory per instance).
+    pub data_dir: PathBuf,
+    /// UDP address for peers.
+    pub listen: SocketAddr,
+    /// Peers to dial.
+    pub peers: Vec<SocketAddr>,
+    /// Largest accepted frame.
+    pub max_frame: usize,
+    /// Consensus timeouts.
+    pub timeouts: TimeoutConfig,
+    /// Pause between a decision and the next height.
+    pub block_interval: Duration,
+    /// Period of status and consensus re-gossip.
+    pub gossip_interval: Duration,
+    /// Limits of proposed blocks.
+    pub limits: BlockLimits,
+    /// Most pending transactions.
+    pub mempool_txs: usize,
+    /// Most pending transaction bytes.
+    pub mempool_bytes: usize,
+}
+
+impl NodeConfig {
+    /// Defaults for `chain_id`, storing under `data_dir`, listening on `listen`.
+    pub fn new(chain_id: impl Into<String>, data_dir: PathBuf, listen: SocketAddr) -> Self {
+        NodeConfig {
+            chain_id: chain_id.into(),
+            instance: InstanceId(0),
+            data_dir,
+            listen,
+            peers: Vec::new(),
+            max_frame: net::DEFAULT_MAX_FRAME,
+            timeouts: TimeoutConfig::default(),
+            block_interval: Duration::from_millis(500),
+            gossip_interval: Duration::from_millis(500),
+            limits: BlockLimits::default(),
+            mempool_txs: 100_000,
+            mempool_bytes: 64 << 20,
+        }
+    }
+}
+
+/// What the node reports about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// Chain id.
+    pub chain_id: String,
+    /// Our validator address (hex).
+    pub address: String,
+    /// Last committed height.
+    pub height: u64,
+    /// Hash of the last committed block (hex).
+    pub block_hash: String,
+    /// State root after it (hex).
+    pub state_root: String,
+    /// The height consensus works on.
+    pub consensus_height: u64,
+    /// Its round.
+    pub round: u32,
+    /// Connected peers.
+    pub peers: usize,
+    /// Pending transactions.
+    pub mempool: usize,
+    /// Consensus messages refused because the sender is not a validator.
+    pub refused_non_validator: u64,
+}
+
+/// A committed block, as announced to subscribers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    /// Height.
+    pub height: u64,
+    /// Block hash.
+    pub hash: BlockHash,
+    /// Hashes of its transactions.
+    pub txs: Vec<Hash32>,
+}
+
+enum Command {
+    Status(oneshot::Sender<NodeStatus>),
+    Submit(Vec<u8>, oneshot::Sender<Result<Hash32, Rejection>>),
+}
+
+enum Internal {
+    Timeout(Timeout<ChainContext>),
+    NextHeight(u64),
+}
+
+/// A running node: ask for its status, submit transactions, watch commits.
+#[derive(Debug, Clone)]
+pub struct NodeHandle {
+    commands: mpsc::Sender<Command>,
+    commits: broadcast::Sender<Committed>,
+    /// The bound peer address.
+    pub listen: SocketAddr,
+    /// Our validator address.
+    pub address: ValidatorAddress,
+}
+
+impl NodeHandle {
+    /// The node's status, or `None` if it stopped.
+    pub async fn status(&self) -> Option<NodeStatus> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(Command::Status(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Submits a transaction; on success it is pending and gossiped.
+    ///
+    /// # Errors
+    /// The mempool's [`Rejection`] ([`RejectCode::State`] if the node stopped).
+    pub async fn submit(&self, tx: Vec<u8>) -> Result<Hash32, Rejection> {
+        let stopped = || Rejection::new(RejectCode::State, "node stopped");
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Submit(tx, reply))
+            .await
+            .map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    /// Commits from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Committed> {
+        self.commits.subscribe()
+    }
+}
+
+/// Opens the store (writing the genesis on first start), starts the network and the node task.
+/// Returns the handle and the task, which ends with the reason the node stopped.
+///
+/// # Errors
+/// The store or the network cannot start, or the store holds another chain.
+pub fn start(
+    cfg: NodeConfig,
+    secret: SecretKey,
+    genesis: GenesisState,
+    ledger: Arc<Ledger>,
+) -> Result<(NodeHandle, tokio::task::JoinHandle<Result<(), NodeError>>), NodeError> {
+    let dir = cfg.data_dir.join(format!("chain-{}", cfg.instance.0));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| NodeError::Fatal(format!("{}: {e}", dir.display())))?;
+    let store = Arc::new(ChainStore::open(&dir)?);
+    store.init_genesis(
+        &genesis.writes,
+        &genesis.tree,
+        genesis.state_root,
+        genesis.time_ms,
+        &genesis.validators,
+    )?;
+    let head = store.require_head()?;
+    if head.height == 0 && head.state_root != genesis.state_root {
+        return Err(NodeError::Fatal("the store holds another genesis".into()));
+    }
+    let ctx = ChainContext::new(cfg.chain_id.clone());
+    let shared = Arc::new(Shared::new(
+        store.clone(),
+        ledger,
+        Mempool::new(MempoolConfig {
+            max_txs: cfg.mempool_txs,
+            max_bytes: cfg.mempool_bytes,
+            ..MempoolConfig::default()
+        }),
+    ));
+    let signer = KeySigner::new(secret);
+    let address = signer.address;
+    let app = NodeApp::new(
+        shared.clone(),
+        ctx.clone(),
+        cfg.instance,
+        address,
+        cfg.limits,
+    );
+    let cstore = NodeConsensusStore::open(shared.clone(), ctx.clone())?;
+    let mut params = Params::new(cfg.instance);
+    params.timeouts = cfg.timeouts;
+    let height = head
+        .height
+        .checked_add(1)
+        .ok_or(ConsensusError::HeightOverflow)?;
+    let driver = Driver::new(
+        ctx.clone(),
+        params,
+        signer,
+        height,
+        head.next_validators.clone(),
+    );
+
+    let (net_tx, net_rx) = mpsc::channel(16_384);
+    let network = Network::start(
+        &NetConfig {
+            chain_id: cfg.chain_id.clone(),
+            listen: cfg.listen,
+            peers: cfg.peers.clone(),
+            max_frame: cfg.max_frame,
+        },
+        secret,
+        net_tx,
+    )?;
+    let listen = network.local_addr()?;
+    let (cmd_tx, cmd_rx) = mpsc::channel(1024);
+    let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+    let (commits, _) = broadcast::channel(1024);
+    let node = Node {
+        ctx,
+        instance: cfg.instance,
+        cfg,
+        shared,
+        driver,
+        app,
+        cstore,
+        net: network,
+        internal: internal_tx,
+        commits: commits.clone(),
+        sync: sync::SyncState::default(),
+        refused: 0,
+    };
+    let task = tokio::spawn(node.run(net_rx, cmd_rx, internal_rx));
+    Ok((
+        NodeHandle {
+            commands: cmd_tx,
+            commits,
+            listen,
+            address,
+        },
+        task,
+    ))
+}
+
+struct Node {
+    ctx: ChainContext,
+    instance: InstanceId,
+    cfg: NodeConfig,
+    shared: Arc<Shared>,
+    driver: Driver<ChainContext, KeySigner>,
+    app: NodeApp,
+    cstore: NodeConsensusStore,
+    net: Network,
+    internal: mpsc::UnboundedSender<Internal>,
+    commits: broadcast::Sender<Committed>,
+    sync: sync::SyncState,
+    refused: u64,
+}
+
+impl Node {
+    async fn run(
+        mut self,
+        mut net_rx: mpsc::Receiver<(PeerId, WireMsg)>,
+        mut cmd_rx: mpsc::Receiver<Command>,
+        mut internal_rx: mpsc::UnboundedReceiver<Internal>,
+    ) -> Result<(), NodeError> {
+        let effects = self.driver.start(&mut self.app, &mut self.cstore);
+        self.apply(effects);
+        let height = self.driver.core().height();
+        for input in self.shared.store.wal_from(height)? {
+            if let Ok(effects) = self.driver.handle(input, &mut self.app, &mut self.cstore) {
+                self.apply(effects);
+            }
+        }
+        let mut gossip = tokio::time::interval(self.cfg.gossip_interval);
+        loop {
+            if let Some(why) = self.shared.fatal() {
+                return Err(NodeError::Fatal(why));
+            }
+            tokio::select! {
+                Some((peer, msg)) = net_rx.recv() => self.on_message(peer, msg),
+                Some(ev) = internal_rx.recv() => match ev {
+                    Internal::Timeout(t) => self.feed(Input::TimeoutExpired(t)),
+                    Internal::NextHeight(h) => self.start_height(h),
+                },
+                cmd = cmd_rx.recv() => match cmd {
+                    None => return Ok(()),
+                    Some(Command::Status(reply)) => {
+                        let _ = reply.send(self.status());
+                    }
+                    Some(Command::Submit(tx, reply)) => {
+                        let _ = reply.send(self.submit(tx));
+                    }
+                },
+                _ = gossip.tick() => self.gossip(),
+            }
+        }
+    }
+
+    fn status(&self) -> NodeStatus {
+        let head = self.shared.store.require_head().ok();
+        let core = self.driver.core();
+        NodeStatus {
+            chain_id: self.ctx.chain_id.clone(),
+            address: self.net.me().address.to_string(),
+            height: head.as_ref().map_or(0, |h| h.height),
+            block_hash: head
+                .as_ref()
+                .map_or_else(String::new, |h| h.block_hash.to_string()),
+            state_root: head
+                .as_ref()
+                .map_or_else(String::new, |h| hex::encode(h.state_root)),
+            consensus_height: core.height(),
+            round: core.round().0,
+            peers: self.net.peers().len(),
+            mempool: self.shared.mempool_len(),
+            refused_non_validator: self.refused,
+        }
+    }
+
+    fn submit(&mut self, tx: Vec<u8>) -> Result<Hash32, Rejection> {
+        let (h, gossip) = self.shared.submit(tx, true)?;
+        for tx in gossip {
+            self.net.broadcast(&WireMsg::Tx(tx));
+        }
+        Ok(h)
+    }
+
+    fn feed(&mut self, input: Input<ChainContext>) {
+        match self.driver.handle(input, &mut self.app, &mut self.cstore) {
+            Ok(effects) => self.apply(effects),
+            Err(e) => tracing::trace!(error = %e, "input refused"),
+        }
+    }
+
+    fn is_validator(&self, peer: &PeerId) -> bool {
+        self.driver.core().validators().get(&peer.address).is_some()
+    }
+
+    fn on_message(&mut self, peer: PeerId, msg: WireMsg) {
+        match msg {
+            WireMsg::Tx(tx) => {
+                if let Ok((_, gossip)) = self.shared.submit(tx, false) {
+                    for tx in gossip {
+                        self.net.broadcast(&WireMsg::Tx(tx));
+                    }
+                }
+            }
+            WireMsg::Consensus { instance, message } if instance == self.instance => {
+                if !self.is_validator(&peer) {
+                    self.refused = self.refused.saturating_add(1);
+                    tracing::debug!(peer = %peer.address, "consensus message from a non-validator refused");
+                    return;
+                }
+                let (height, input) = match message {
+                    ConsensusMessage::Proposal(p) => (p.proposal.height, Input::Proposal(p)),
+                    ConsensusMessage::Vote(v) => (v.vote.height, Input::Vote(v)),
+                };
+                match self.driver.handle(input, &mut self.app, &mut self.cstore) {
+                    Ok(effects) => self.apply(effects),
+                    Err(ConsensusError::WrongHeight) => {
+                        if height > self.driver.core().height().saturating_add(1) {
+                            self.request_sync(&peer, height);
+                        }
+                    }
+                    Err(e) => tracing::trace!(peer = %peer.address, error = %e, "message refused"),
+                }
+            }
+            WireMsg::Status {
+                instance,
+                height,
+                round,
+            } if instance == self.instance => self.on_status(&peer, height, round),
+            WireMsg::SyncRequest {
+                instance,
+                from,
+                max,
+            } if instance == self.instance => {
+                self.serve_sync(&peer, from, max);
+            }
+            WireMsg::SyncBlocks {
+                instance,
+                decisions,
+            } if instance == self.instance => self.on_sync_blocks(&peer, decisions),
+            _ => {}
+        }
+    }
+
+    fn apply(&mut self, effects: Vec<Effect<ChainContext>>) {
+        for effect in effects {
+            match effect {
+                Effect::Broadcast(message) => self.net.broadcast(&WireMsg::Consensus {
+                    instance: self.instance,
+                    message,
+                }),
+                Effect::ScheduleTimeout { timeout, after } => {
+                    let tx = self.internal.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(after).await;
+                        let _ = tx.send(Internal::Timeout(timeout));
+                    });
+                }
+                Effect::Decided(d) => self.on_decided(&d),
+                Effect::Evidence(e) => {
+                    tracing::warn!(offender = %e.offender(), "double-sign evidence");
+                }
+                Effect::SigningRefused {
+                    height,
+                    round,
+                    step,
+                } => {
+                    tracing::warn!(
+                        height,
+                        round = round.0,
+                        ?step,
+                        "signing guard refused to sign"
+                    );
+                }
+            }
+        }
+    }
+
+    fn on_decided(&mut self, d: &Decision<ChainContext>) {
+        if self.shared.fatal().is_some() {
+            return;
+        }
+        let height = d.certificate.height;
+        tracing::info!(height, block = %d.certificate.value_id, txs = d.value.txs.len(), "committed");
+        let _ = self.commits.send(Committed {
+            height,
+            hash: d.certificate.value_id,
+            txs: d
+                .value
+                .txs
+                .iter()
+                .map(|t| crate::block::tx_hash(t))
+                .collect(),
+        });
+        let Some(next) = height.checked_add(1) else {
+            return;
+        };
+        if self.sync.behind(height) {
+            self.start_height(next);
+        } else {
+            let tx = self.internal.clone();
+            let after = self.cfg.block_interval;
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                let _ = tx.send(Internal::NextHeight(next));
+            });
+        }
+    }
+
+    /// Starts `height` if consensus is still on the one before and the store has committed it.
+    fn start_height(&mut self, height: u64) {
+        if self.driver.core().height() >= height {
+            return;
+        }
+        let head = match self.shared.store.require_head() {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(error = %e, "reading the head");
+                return;
+            }
+        };
+        if head.height.checked_add(1) != Some(height) {
+            return;
+        }
+        let effects = self.driver.start_height(
+            height,
+            head.next_validators,
+            &mut self.app,
+            &mut self.cstore,
+        );
+        self.apply(effects);
+    }
+
+    fn gossip(&mut self) {
+        let core = self.driver.core();
+        self.net.broadcast(&WireMsg::Status {
+            instance: self.instance,
+            height: core.height(),
+            round: core.round(),
+        });
+        for message in self.driver.gossip() {
+            self.net.broadcast(&WireMsg::Consensus {
+                instance: self.instance,
+                message,
+            });
+        }
+    }
+}

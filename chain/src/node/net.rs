@@ -1,0 +1,579 @@
+//! Peers over QUIC (quinn, TLS 1.3) with validator-key identities.
+//!
+//! TLS certificates are throwaway: a peer's identity is its secp256k1 key. Right after the
+//! handshake each side sends a [`Hello`] signing (chain id ‖ its public key ‖ keying material
+//! exported from this TLS session) with that key, so the identity is bound to the session and a
+//! hello cannot be replayed on another connection. Messages travel one per unidirectional
+//! stream, as versioned frames ([`net::frame`]) of canonically encoded [`WireMsg`]s, bounded by
+//! a size limit. Every configured peer address is dialled and redialled with exponential
+//! backoff; inbound connections are accepted from anyone (non-validators may sync and submit
+//! transactions; the node refuses their consensus traffic).
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use net::frame::{Decoder, Frame};
+use net::tls::{self, Identity};
+use primitives::codec;
+use primitives::hash::{hash, Domain};
+use secp256k1::ecdsa::Signature;
+use secp256k1::{Message, PublicKey, SecretKey, SECP256K1};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::block::ChainContext;
+use crate::consensus::secp::ValidatorAddress;
+use crate::consensus::{ConsensusMessage, Decision, InstanceId, Round};
+
+/// ALPN id of the chain's peer protocol.
+pub const ALPN: &[u8] = b"carchain-chain/1";
+/// Default largest frame: a block of a few MiB plus its certificate, with room.
+pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
+/// Frame kind of a [`WireMsg`].
+const KIND_MSG: u8 = 1;
+/// Frame kind of a [`Hello`].
+const KIND_HELLO: u8 = 2;
+/// Hash domain of hello signatures.
+pub const HELLO_DOMAIN: Domain = Domain::Custom("p2p-hello");
+const EXPORTER_LABEL: &[u8] = b"EXPORTER-carchain-p2p-hello";
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Why the network failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetError {
+    /// TLS/QUIC configuration or framing.
+    #[error(transparent)]
+    Net(#[from] net::NetError),
+    /// Socket failure.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    /// The peer's hello is missing, malformed or not signed by the key it names.
+    #[error("handshake: {0}")]
+    Handshake(String),
+    /// A message did not encode or decode.
+    #[error("codec: {0}")]
+    Codec(#[from] codec::CodecError),
+}
+
+/// Everything nodes say to each other.
+// Messages live briefly between decoding and handling; boxing the common consensus variant
+// would only add an allocation per message.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WireMsg {
+    /// A signed proposal or vote.
+    Consensus {
+        /// The instance it belongs to.
+        instance: InstanceId,
+        /// The message.
+        message: ConsensusMessage<ChainContext>,
+    },
+    /// "I work on this height and round" (sent periodically): a peer ahead helps us catch up.
+    Status {
+        /// Instance.
+        instance: InstanceId,
+        /// The sender's current height.
+        height: u64,
+        /// The sender's current round.
+        round: Round,
+    },
+    /// Asks for committed blocks from `from` on.
+    SyncRequest {
+        /// Instance.
+        instance: InstanceId,
+        /// First height wanted.
+        from: u64,
+        /// Most blocks wanted.
+        max: u32,
+    },
+    /// Committed blocks with their certificates, in height order.
+    SyncBlocks {
+        /// Instance.
+        instance: InstanceId,
+        /// The blocks.
+        decisions: Vec<Decision<ChainContext>>,
+    },
+    /// A transaction for the mempool.
+    Tx(Vec<u8>),
+}
+
+/// The first frame on a connection: who the sender is, bound to this TLS session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The network.
+    pub chain_id: String,
+    /// Compressed secp256k1 public key.
+    pub public_key: Vec<u8>,
+    /// Compact ECDSA signature over [`hello_digest`].
+    pub signature: Vec<u8>,
+}
+
+/// What a hello signs: chain id, key and the session's exported keying material.
+///
+/// # Errors
+/// Encoding failure (a chain id too long for the codec).
+pub fn hello_digest(
+    chain_id: &str,
+    public_key: &[u8],
+    exporter: &[u8; 32],
+) -> Result<[u8; 32], NetError> {
+    let bytes = codec::to_vec(&(chain_id, public_key, exporter))?;
+    Ok(hash(HELLO_DOMAIN, &bytes))
+}
+
+/// Checks a peer's hello against this session's keying material; returns the peer's identity.
+///
+/// # Errors
+/// [`NetError::Handshake`] for another chain, a malformed key or signature, or a signature
+/// that does not verify.
+pub fn verify_hello(
+    hello: &Hello,
+    chain_id: &str,
+    exporter: &[u8; 32],
+) -> Result<PeerId, NetError> {
+    if hello.chain_id != chain_id {
+        return Err(NetError::Handshake(format!(
+            "peer is on chain {:?}",
+            hello.chain_id
+        )));
+    }
+    let key = PublicKey::from_slice(&hello.public_key)
+        .map_err(|_| NetError::Handshake("malformed public key".into()))?;
+    let sig = Signature::from_compact(&hello.signature)
+        .map_err(|_| NetError::Handshake("malformed signature".into()))?;
+    let digest = hello_digest(chain_id, &hello.public_key, exporter)?;
+    SECP256K1
+        .verify_ecdsa(&Message::from_digest(digest), &sig, &key)
+        .map_err(|_| NetError::Handshake("hello signature does not verify".into()))?;
+    Ok(PeerId::new(key))
+}
+
+/// Signs a hello for this session.
+///
+/// # Errors
+/// Encoding failure.
+pub fn make_hello(
+    secret: &SecretKey,
+    chain_id: &str,
+    exporter: &[u8; 32],
+) -> Result<Hello, NetError> {
+    let public_key = secret.public_key(SECP256K1).serialize().to_vec();
+    let digest = hello_digest(chain_id, &public_key, exporter)?;
+    let signature = SECP256K1
+        .sign_ecdsa(&Message::from_digest(digest), secret)
+        .serialize_compact()
+        .to_vec();
+    Ok(Hello {
+        chain_id: chain_id.to_string(),
+        public_key,
+        signature,
+    })
+}
+
+/// An authenticated peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PeerId {
+    /// Its validator address (derived from the key).
+    pub address: ValidatorAddress,
+    /// Its key.
+    pub key: PublicKey,
+}
+
+impl PeerId {
+    /// The identity of `key`.
+    pub fn new(key: PublicKey) -> Self {
+        PeerId {
+            address: ValidatorAddress::from_public_key(&key),
+            key,
+        }
+    }
+}
+
+/// Network settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetConfig {
+    /// The network's chain id.
+    pub chain_id: String,
+    /// UDP address to listen on.
+    pub listen: SocketAddr,
+    /// Peers to dial (and redial).
+    pub peers: Vec<SocketAddr>,
+    /// Largest accepted frame.
+    pub max_frame: usize,
+}
+
+fn encode_frame(kind: u8, body: Vec<u8>, limit: usize) -> Result<Vec<u8>, NetError> {
+    Ok(Frame { kind, body }
+        .encode(limit)
+        .map_err(net::NetError::from)?)
+}
+
+fn decode_frame(bytes: &[u8], limit: usize) -> Result<Frame, NetError> {
+    let mut d = Decoder::new(limit);
+    d.feed(bytes);
+    let f = d
+        .next_frame()
+        .map_err(net::NetError::from)?
+        .ok_or(net::NetError::Frame(net::frame::FrameError::TooShort))?;
+    if d.needed().map_err(net::NetError::from)? != 4 {
+        return Err(NetError::Handshake("trailing bytes after a frame".into()));
+    }
+    Ok(f)
+}
+
+/// Encodes a message as one frame.
+///
+/// # Errors
+/// Encoding failure or a message above `limit`.
+pub fn encode_msg(msg: &WireMsg, limit: usize) -> Result<Vec<u8>, NetError> {
+    encode_frame(KIND_MSG, codec::encode_versioned(msg)?, limit)
+}
+
+/// Decodes one frame carrying a message.
+///
+/// # Errors
+/// Malformed, oversized or foreign frames and bodies.
+pub fn decode_msg(bytes: &[u8], limit: usize) -> Result<WireMsg, NetError> {
+    let f = decode_frame(bytes, limit)?;
+    if f.kind != KIND_MSG {
+        return Err(NetError::Handshake(format!(
+            "unexpected frame kind {}",
+            f.kind
+        )));
+    }
+    Ok(codec::decode_versioned(&f.body)?)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+struct Inner {
+    endpoint: quinn::Endpoint,
+    secret: SecretKey,
+    me: PeerId,
+    chain_id: String,
+    max_frame: usize,
+    conns: Mutex<HashMap<ValidatorAddress, Vec<quinn::Connection>>>,
+    events: mpsc::Sender<(PeerId, WireMsg)>,
+}
+
+/// The running peer network; cheap to clone.
+#[derive(Clone)]
+pub struct Network {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network")
+            .field("me", &self.inner.me.address)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Network {
+    /// Binds the endpoint, starts accepting and dialling; received messages go to `events`.
+    /// Must run inside a tokio runtime.
+    ///
+    /// # Errors
+    /// The socket cannot be bound or TLS cannot be configured.
+    pub fn start(
+        cfg: &NetConfig,
+        secret: SecretKey,
+        events: mpsc::Sender<(PeerId, WireMsg)>,
+    ) -> Result<Network, NetError> {
+        let identity = Identity::generate()?;
+        let mut endpoint = quinn::Endpoint::server(identity.server_config(ALPN)?, cfg.listen)?;
+        endpoint.set_default_client_config(tls::client_config(None, ALPN)?);
+        let me = PeerId::new(secret.public_key(SECP256K1));
+        let inner = Arc::new(Inner {
+            endpoint,
+            secret,
+            me,
+            chain_id: cfg.chain_id.clone(),
+            max_frame: cfg.max_frame,
+            conns: Mutex::new(HashMap::new()),
+            events,
+        });
+        let net = Network { inner };
+        let acceptor = net.clone();
+        tokio::spawn(async move { acceptor.accept_loop().await });
+        for addr in cfg.peers.iter().copied() {
+            let dialer = net.clone();
+            tokio::spawn(async move { dialer.dial_loop(addr).await });
+        }
+        Ok(net)
+    }
+
+    /// Our identity.
+    pub fn me(&self) -> PeerId {
+        self.inner.me
+    }
+
+    /// The bound UDP address.
+    ///
+    /// # Errors
+    /// The socket's address cannot be read.
+    pub fn local_addr(&self) -> Result<SocketAddr, NetError> {
+        Ok(self.inner.endpoint.local_addr()?)
+    }
+
+    /// Addresses of currently connected peers.
+    pub fn peers(&self) -> Vec<ValidatorAddress> {
+        lock(&self.inner.conns)
+            .iter()
+            .filter(|(_, c)| !c.is_empty())
+            .map(|(a, _)| *a)
+            .collect()
+    }
+
+    /// Sends `msg` to every connected peer (best effort).
+    pub fn broadcast(&self, msg: &WireMsg) {
+        self.send_where(msg, |_| true);
+    }
+
+    /// Sends `msg` to one peer, if connected (best effort).
+    pub fn send(&self, to: &ValidatorAddress, msg: &WireMsg) {
+        self.send_where(msg, |a| a == to);
+    }
+
+    fn send_where(&self, msg: &WireMsg, pick: impl Fn(&ValidatorAddress) -> bool) {
+        let bytes: Arc<[u8]> = match encode_msg(msg, self.inner.max_frame) {
+            Ok(b) => b.into(),
+            Err(e) => {
+                tracing::warn!(error = %e, "message not sent");
+                return;
+            }
+        };
+        let targets: Vec<quinn::Connection> = lock(&self.inner.conns)
+            .iter()
+            .filter(|(a, _)| pick(a))
+            .filter_map(|(_, cs)| cs.last().cloned())
+            .collect();
+        for conn in targets {
+            let bytes = bytes.clone();
+            tokio::spawn(async move {
+                if let Ok(mut s) = conn.open_uni().await {
+                    if s.write_all(&bytes).await.is_ok() {
+                        let _ = s.finish();
+                    }
+                }
+            });
+        }
+    }
+
+    async fn accept_loop(self) {
+        while let Some(incoming) = self.inner.endpoint.accept().await {
+            let me = self.clone();
+            tokio::spawn(async move {
+                match incoming.await {
+                    Ok(conn) => {
+                        if let Err(e) = me.serve(conn).await {
+                            tracing::debug!(error = %e, "inbound peer dropped");
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "inbound handshake failed"),
+                }
+            });
+        }
+    }
+
+    async fn dial_loop(self, addr: SocketAddr) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let attempt = async {
+                let conn = self
+                    .inner
+                    .endpoint
+                    .connect(addr, tls::SERVER_NAME)
+                    .map_err(|e| NetError::Handshake(e.to_string()))?
+                    .await
+                    .map_err(|e| NetError::Handshake(e.to_string()))?;
+                self.serve(conn).await
+            };
+            match attempt.await {
+                Err(NetError::Handshake(why)) if why == "self" => return,
+                Ok(()) => backoff = Duration::from_millis(100),
+                Err(e) => tracing::debug!(%addr, error = %e, "peer connection failed"),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = backoff.saturating_mul(2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Authenticates a connection, registers it and reads its messages until it closes.
+    async fn serve(&self, conn: quinn::Connection) -> Result<(), NetError> {
+        let peer = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.handshake(&conn))
+            .await
+            .map_err(|_| NetError::Handshake("timed out".into()))??;
+        if peer.address == self.inner.me.address {
+            conn.close(0u32.into(), b"self");
+            return Err(NetError::Handshake("self".into()));
+        }
+        tracing::debug!(peer = %peer.address, remote = %conn.remote_address(), "peer connected");
+        lock(&self.inner.conns)
+            .entry(peer.address)
+            .or_default()
+            .push(conn.clone());
+        let result = self.read_loop(&conn, peer).await;
+        let id = conn.stable_id();
+        let mut conns = lock(&self.inner.conns);
+        if let Some(list) = conns.get_mut(&peer.address) {
+            list.retain(|c| c.stable_id() != id);
+            if list.is_empty() {
+                conns.remove(&peer.address);
+            }
+        }
+        result
+    }
+
+    async fn handshake(&self, conn: &quinn::Connection) -> Result<PeerId, NetError> {
+        let mut exporter = [0u8; 32];
+        conn.export_keying_material(
+            &mut exporter,
+            EXPORTER_LABEL,
+            self.inner.chain_id.as_bytes(),
+        )
+        .map_err(|_| NetError::Handshake("keying material export failed".into()))?;
+        let hello = make_hello(&self.inner.secret, &self.inner.chain_id, &exporter)?;
+        let frame = encode_frame(KIND_HELLO, codec::to_vec(&hello)?, self.inner.max_frame)?;
+        let send = async {
+            let mut s = conn
+                .open_uni()
+                .await
+                .map_err(|e| NetError::Handshake(e.to_string()))?;
+            s.write_all(&frame)
+                .await
+                .map_err(|e| NetError::Handshake(e.to_string()))?;
+            s.finish().map_err(|e| NetError::Handshake(e.to_string()))?;
+            Ok::<(), NetError>(())
+        };
+        let recv = async {
+            let mut r = conn
+                .accept_uni()
+                .await
+                .map_err(|e| NetError::Handshake(e.to_string()))?;
+            let bytes = r
+                .read_to_end(4096)
+                .await
+                .map_err(|e| NetError::Handshake(e.to_string()))?;
+            let f = decode_frame(&bytes, 4096)?;
+            if f.kind != KIND_HELLO {
+                return Err(NetError::Handshake("first frame is not a hello".into()));
+            }
+            let hello: Hello = codec::from_slice(&f.body)?;
+            verify_hello(&hello, &self.inner.chain_id, &exporter)
+        };
+        let ((), peer) = tokio::try_join!(send, recv)?;
+        Ok(peer)
+    }
+
+    async fn read_loop(&self, conn: &quinn::Connection, peer: PeerId) -> Result<(), NetError> {
+        loop {
+            let mut r = match conn.accept_uni().await {
+                Ok(r) => r,
+                Err(_) => return Ok(()),
+            };
+            let events = self.inner.events.clone();
+            let limit = self.inner.max_frame;
+            tokio::spawn(async move {
+                let bytes = match r.read_to_end(limit).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::debug!(peer = %peer.address, error = %e, "stream refused");
+                        return;
+                    }
+                };
+                match decode_msg(&bytes, limit) {
+                    Ok(msg) => {
+                        let _ = events.send((peer, msg)).await;
+                    }
+                    Err(e) => tracing::debug!(peer = %peer.address, error = %e, "bad message"),
+                }
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hellos_bind_key_chain_and_session() {
+        let sk = SecretKey::from_slice(&[3; 32]).unwrap();
+        let exporter = [5u8; 32];
+        let hello = make_hello(&sk, "c", &exporter).unwrap();
+        let peer = verify_hello(&hello, "c", &exporter).unwrap();
+        assert_eq!(peer.key, sk.public_key(SECP256K1));
+        // Replayed on another session, or to another chain: refused.
+        assert!(verify_hello(&hello, "c", &[6u8; 32]).is_err());
+        assert!(verify_hello(&hello, "d", &exporter).is_err());
+        // A key swapped in without its signature: refused.
+        let other = SecretKey::from_slice(&[4; 32]).unwrap();
+        let mut forged = hello.clone();
+        forged.public_key = other.public_key(SECP256K1).serialize().to_vec();
+        assert!(verify_hello(&forged, "c", &exporter).is_err());
+        forged.public_key = vec![1, 2, 3];
+        assert!(verify_hello(&forged, "c", &exporter).is_err());
+    }
+
+    #[test]
+    fn messages_round_trip_and_oversized_frames_are_refused() {
+        let msg = WireMsg::Tx(vec![7; 100]);
+        let bytes = encode_msg(&msg, 1024).unwrap();
+        assert_eq!(decode_msg(&bytes, 1024).unwrap(), msg);
+        assert!(encode_msg(&WireMsg::Tx(vec![0; 2000]), 1024).is_err());
+        assert!(decode_msg(&bytes, 50).is_err());
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert!(decode_msg(&trailing, 1024).is_err());
+        assert!(decode_msg(&bytes[..bytes.len() - 1], 1024).is_err());
+    }
+
+    #[tokio::test]
+    async fn two_peers_authenticate_and_exchange_messages() {
+        let (tx_a, mut rx_a) = mpsc::channel(16);
+        let (tx_b, mut rx_b) = mpsc::channel(16);
+        let sk_a = SecretKey::from_slice(&[1; 32]).unwrap();
+        let sk_b = SecretKey::from_slice(&[2; 32]).unwrap();
+        let cfg = |peers| NetConfig {
+            chain_id: "t".into(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            peers,
+            max_frame: DEFAULT_MAX_FRAME,
+        };
+        let a = Network::start(&cfg(vec![]), sk_a, tx_a).unwrap();
+        let b = Network::start(&cfg(vec![a.local_addr().unwrap()]), sk_b, tx_b).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while a.peers().is_empty() || b.peers().is_empty() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "peers never connected"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(a.peers(), vec![b.me().address]);
+        b.broadcast(&WireMsg::Tx(vec![1]));
+        let (from, msg) = rx_a.recv().await.unwrap();
+        assert_eq!(from, b.me());
+        assert_eq!(msg, WireMsg::Tx(vec![1]));
+        a.send(&b.me().address, &WireMsg::Tx(vec![2]));
+        let (from, msg) = rx_b.recv().await.unwrap();
+        assert_eq!(from, a.me());
+        assert_eq!(msg, WireMsg::Tx(vec![2]));
+    }
+}
