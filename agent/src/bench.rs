@@ -1,0 +1,299 @@
+//! `agent bench`: validators in one process over real QUIC on loopback (each with its own
+//! RocksDB store and the real ledger), fed bank transfers at saturation; prints JSON lines
+//! (throughput, time to finality from submission to commit, and the single-core secp256k1
+//! verification rate measured in the same run, with the headline ratio).
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use chain::consensus::TimeoutConfig;
+use chain::ledger::bank::BankCall;
+use chain::ledger::genesis::GenesisBalance;
+use chain::ledger::{Genesis, Ledger};
+use chain::node::app::BlockLimits;
+use chain::node::{GenesisState, NodeConfig, NodeHandle};
+use chain::tx::{AccountAddress, ModuleId, Transaction};
+use primitives::codec;
+use primitives::hash::Hash32;
+use secp256k1::{Message, SecretKey, SECP256K1};
+use serde_json::json;
+use tokenomics::Amount;
+
+/// Most transactions a sender has pending at once (the genesis nonce window).
+const PER_SENDER: u64 = 16;
+
+struct Sender {
+    key: SecretKey,
+    to: AccountAddress,
+    next_nonce: u64,
+    committed: u64,
+}
+
+fn transfer(chain_id: &str, s: &Sender, fee: Amount) -> Result<Vec<u8>> {
+    let call = codec::to_vec(&BankCall::Transfer {
+        to: s.to,
+        amount: Amount::from_base_units(1).unwrap_or(Amount::ZERO),
+    })?;
+    Transaction {
+        chain_id: chain_id.to_string(),
+        sender: s.key.public_key(SECP256K1),
+        nonce: s.next_nonce,
+        fee,
+        module: ModuleId::BANK,
+        call,
+    }
+    .sign(&s.key)
+    .map_err(|e| anyhow::anyhow!("{e}"))?
+    .encode()
+    .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Single-core secp256k1 verifications per second, measured for `for_how_long`.
+pub fn verify_rate(for_how_long: Duration) -> f64 {
+    let sk = SecretKey::from_slice(&[0x42; 32])
+        .unwrap_or_else(|_| SecretKey::new(&mut rand::thread_rng()));
+    let pk = sk.public_key(SECP256K1);
+    let msg = Message::from_digest([7; 32]);
+    let sig = SECP256K1.sign_ecdsa(&msg, &sk);
+    let start = Instant::now();
+    let mut n: u64 = 0;
+    while start.elapsed() < for_how_long {
+        for _ in 0..100 {
+            if SECP256K1.verify_ecdsa(&msg, &sig, &pk).is_ok() {
+                n += 1;
+            }
+        }
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn free_udp() -> Result<SocketAddr> {
+    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+/// Benchmark settings.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// Validators.
+    pub validators: usize,
+    /// Measured duration.
+    pub duration: Duration,
+    /// Warm-up before measuring.
+    pub warmup: Duration,
+    /// Funded senders; each keeps up to 16 transfers pending.
+    pub senders: usize,
+    /// Most transactions per proposed block.
+    pub block_txs: usize,
+    /// Pause between blocks.
+    pub block_interval: Duration,
+}
+
+/// Runs the benchmark in `dir`, printing JSON lines.
+///
+/// # Errors
+/// The nodes cannot start or never finalize.
+pub async fn run(dir: &Path, cfg: &BenchConfig) -> Result<()> {
+    let n = cfg.validators;
+    if n == 0 {
+        bail!("need at least one validator");
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let verify_per_s = tokio::task::spawn_blocking(|| verify_rate(Duration::from_secs(2))).await?;
+
+    let seed: u64 = rand::random();
+    let count = u32::try_from(n)?;
+    let mut genesis = Genesis::example(count, seed);
+    genesis.genesis_time_ms = chain::node::app::now_ms();
+    let network = genesis
+        .bitcoin_network()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let senders_n = cfg.senders.max(2);
+    let sender_keys: Vec<SecretKey> = (0..u32::try_from(senders_n)?)
+        .map(|i| Genesis::example_key(seed.wrapping_add(1), i))
+        .collect();
+    let addrs_of: Vec<AccountAddress> = sender_keys
+        .iter()
+        .map(|k| AccountAddress::from_public_key(&k.public_key(SECP256K1)))
+        .collect();
+    for a in &addrs_of {
+        genesis.balances.push(GenesisBalance {
+            address: a.to_bech32(network),
+            amount: Amount::from_tokens(1_000).unwrap_or(Amount::ZERO),
+        });
+    }
+    let ledger = Arc::new(Ledger::new());
+    let state = GenesisState::derive(&ledger, &genesis)?;
+    let keys: Vec<SecretKey> = (0..count).map(|i| Genesis::example_key(seed, i)).collect();
+    let addrs: Vec<SocketAddr> = (0..n).map(|_| free_udp()).collect::<Result<_>>()?;
+    let mut nodes: Vec<NodeHandle> = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let mut nc = NodeConfig::new(
+            genesis.chain_id.clone(),
+            dir.join(format!("node-{i}")),
+            addrs[i],
+        );
+        nc.peers = addrs
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, a)| *a)
+            .collect();
+        nc.block_interval = cfg.block_interval;
+        nc.gossip_interval = Duration::from_millis(300);
+        nc.timeouts = TimeoutConfig {
+            propose: Duration::from_millis(3000),
+            propose_delta: Duration::from_millis(500),
+            prevote: Duration::from_millis(1000),
+            prevote_delta: Duration::from_millis(500),
+            precommit: Duration::from_millis(1000),
+            precommit_delta: Duration::from_millis(500),
+        };
+        nc.limits = BlockLimits {
+            max_txs: cfg.block_txs,
+            max_bytes: 4 << 20,
+        };
+        let (h, _task) = chain::node::start(nc, *key, state.clone(), ledger.clone())?;
+        nodes.push(h);
+    }
+    let mut commits = nodes[0].subscribe();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if nodes[0].status().await.is_some_and(|s| s.height >= 1) {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("no block within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Generator: every sender keeps up to PER_SENDER transfers pending, spread over the nodes.
+    let submitted: Arc<std::sync::Mutex<HashMap<Hash32, (usize, Instant)>>> = Arc::default();
+    let senders: Arc<std::sync::Mutex<Vec<Sender>>> = Arc::new(std::sync::Mutex::new(
+        sender_keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| Sender {
+                key: *k,
+                to: addrs_of[(i + 1) % addrs_of.len()],
+                next_nonce: 0,
+                committed: 0,
+            })
+            .collect(),
+    ));
+    let gen_nodes = nodes.clone();
+    let gen_sub = submitted.clone();
+    let gen_senders = senders.clone();
+    let chain_id = genesis.chain_id.clone();
+    let fee = genesis.min_tx_fee;
+    let generator = tokio::spawn(async move {
+        let mut round: usize = 0;
+        loop {
+            let mut sent_any = false;
+            for i in 0..senders_n {
+                let tx = {
+                    let Ok(mut ss) = gen_senders.lock() else {
+                        return;
+                    };
+                    let s = &mut ss[i];
+                    if s.next_nonce >= s.committed + PER_SENDER {
+                        continue;
+                    }
+                    let Ok(tx) = transfer(&chain_id, s, fee) else {
+                        continue;
+                    };
+                    s.next_nonce += 1;
+                    tx
+                };
+                round = round.wrapping_add(1);
+                let node = &gen_nodes[round % gen_nodes.len()];
+                let h = chain::block::tx_hash(&tx);
+                let at = Instant::now();
+                if let Ok(mut m) = gen_sub.lock() {
+                    m.insert(h, (i, at));
+                }
+                if node.submit(tx).await.is_err() {
+                    if let Ok(mut m) = gen_sub.lock() {
+                        m.remove(&h);
+                    }
+                    if let Ok(mut ss) = gen_senders.lock() {
+                        ss[i].next_nonce -= 1;
+                    }
+                } else {
+                    sent_any = true;
+                }
+            }
+            if !sent_any {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    });
+
+    let warm_end = Instant::now() + cfg.warmup;
+    let end = warm_end + cfg.duration;
+    let mut latencies: Vec<f64> = Vec::new();
+    let mut committed: u64 = 0;
+    let mut blocks: u64 = 0;
+    let mut first_height = None;
+    let mut last_height = 0;
+    while Instant::now() < end {
+        let c = match tokio::time::timeout(end - Instant::now(), commits.recv()).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => continue,
+            Ok(Err(_)) => break,
+            Err(_) => break,
+        };
+        let now = Instant::now();
+        let mut m = submitted.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        let mut ss = senders.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        let measuring = now >= warm_end;
+        for t in &c.txs {
+            if let Some((i, at)) = m.remove(t) {
+                ss[i].committed += 1;
+                if measuring {
+                    latencies.push(now.duration_since(at).as_secs_f64() * 1000.0);
+                    committed += 1;
+                }
+            }
+        }
+        if measuring {
+            blocks += 1;
+            first_height.get_or_insert(c.height);
+            last_height = c.height;
+        }
+    }
+    generator.abort();
+    latencies.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let secs = cfg.duration.as_secs_f64();
+    let tps = committed as f64 / secs;
+    let capacity = verify_per_s * cores as f64 / n as f64;
+    let tag = format!("validators={n}");
+    let lines = [
+        json!({"bench": format!("agent::bench/quic_tx_per_s/{tag}"), "value": tps, "unit": "tx/s",
+               "note": "bank transfers (the attestation workload is not wired into the bench yet)"}),
+        json!({"bench": format!("agent::bench/finality_p50/{tag}"), "value": percentile(&latencies, 0.5), "unit": "ms"}),
+        json!({"bench": format!("agent::bench/finality_p99/{tag}"), "value": percentile(&latencies, 0.99), "unit": "ms"}),
+        json!({"bench": "agent::bench/secp256k1_verify_single_core", "value": verify_per_s, "unit": "verifications/s"}),
+        json!({"bench": format!("agent::bench/headline/{tag}"), "value": tps / capacity, "unit": "ratio",
+               "baseline": capacity, "ratio": tps / capacity,
+               "note": format!("tx/s / (verifications/s x {cores} cores / {n} validators)")}),
+        json!({"bench": format!("agent::bench/blocks/{tag}"), "value": blocks, "unit": "blocks",
+               "heights": [first_height, last_height], "seconds": secs}),
+    ];
+    for l in lines {
+        println!("{l}");
+    }
+    Ok(())
+}
