@@ -13,11 +13,15 @@ use chain::node::NodeStatus;
 
 const AGENT: &str = env!("CARGO_BIN_EXE_agent");
 
-/// Kills every process it holds when dropped (also when a test fails).
-struct Procs(Vec<Child>);
+/// Kills every process it holds when dropped (also when a test fails): our children, and the
+/// validators the devnet process started (killing it with SIGKILL would orphan them).
+struct Procs(Vec<Child>, Vec<u32>);
 
 impl Drop for Procs {
     fn drop(&mut self) {
+        for pid in &self.1 {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
         for c in &mut self.0 {
             let _ = c.kill();
             let _ = c.wait();
@@ -81,12 +85,13 @@ fn devnet_finalizes_survives_a_kill_and_the_restarted_validator_catches_up() {
         .spawn()
         .unwrap();
     let stdout = devnet.stdout.take().unwrap();
-    let mut procs = Procs(vec![devnet]);
+    let mut procs = Procs(vec![devnet], Vec::new());
     let mut nodes = Vec::new();
     let mut lines = BufReader::new(stdout).lines();
     for _ in 0..4 {
         let line = lines.next().unwrap().unwrap();
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        procs.1.push(v["pid"].as_u64().unwrap() as u32);
         nodes.push(Node {
             pid: v["pid"].as_u64().unwrap() as u32,
             admin: v["admin"].as_str().unwrap().parse().unwrap(),
