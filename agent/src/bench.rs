@@ -98,6 +98,9 @@ pub struct BenchConfig {
     pub block_txs: usize,
     /// Pause between blocks.
     pub block_interval: Duration,
+    /// Concurrent submitters; submitter `k` feeds the senders `i` with `i % submitters == k`
+    /// to validator `k % validators` (1: one submitter, round-robin over the validators).
+    pub submitters: usize,
 }
 
 /// Runs the benchmark in `dir`, printing JSON lines.
@@ -193,53 +196,60 @@ pub async fn run(dir: &Path, cfg: &BenchConfig) -> Result<()> {
             })
             .collect(),
     ));
-    let gen_nodes = nodes.clone();
-    let gen_sub = submitted.clone();
-    let gen_senders = senders.clone();
-    let chain_id = genesis.chain_id.clone();
-    let fee = genesis.min_tx_fee;
-    let generator = tokio::spawn(async move {
-        let mut round: usize = 0;
-        loop {
-            let mut sent_any = false;
-            for i in 0..senders_n {
-                let tx = {
-                    let Ok(mut ss) = gen_senders.lock() else {
-                        return;
+    let submitters_n = cfg.submitters.max(1);
+    let mut generators = Vec::new();
+    for k in 0..submitters_n {
+        let gen_nodes = nodes.clone();
+        let gen_sub = submitted.clone();
+        let gen_senders = senders.clone();
+        let chain_id = genesis.chain_id.clone();
+        let fee = genesis.min_tx_fee;
+        generators.push(tokio::spawn(async move {
+            let mut round: usize = k;
+            loop {
+                let mut sent_any = false;
+                for i in (k..senders_n).step_by(submitters_n) {
+                    let tx = {
+                        let Ok(mut ss) = gen_senders.lock() else {
+                            return;
+                        };
+                        let s = &mut ss[i];
+                        if s.next_nonce >= s.committed + PER_SENDER {
+                            continue;
+                        }
+                        let Ok(tx) = transfer(&chain_id, s, fee) else {
+                            continue;
+                        };
+                        s.next_nonce += 1;
+                        tx
                     };
-                    let s = &mut ss[i];
-                    if s.next_nonce >= s.committed + PER_SENDER {
-                        continue;
+                    // One submitter: round-robin over the validators; several: one validator each.
+                    if submitters_n == 1 {
+                        round = round.wrapping_add(1);
                     }
-                    let Ok(tx) = transfer(&chain_id, s, fee) else {
-                        continue;
-                    };
-                    s.next_nonce += 1;
-                    tx
-                };
-                round = round.wrapping_add(1);
-                let node = &gen_nodes[round % gen_nodes.len()];
-                let h = chain::block::tx_hash(&tx);
-                let at = Instant::now();
-                if let Ok(mut m) = gen_sub.lock() {
-                    m.insert(h, (i, at));
-                }
-                if node.submit(tx).await.is_err() {
+                    let node = &gen_nodes[round % gen_nodes.len()];
+                    let h = chain::block::tx_hash(&tx);
+                    let at = Instant::now();
                     if let Ok(mut m) = gen_sub.lock() {
-                        m.remove(&h);
+                        m.insert(h, (i, at));
                     }
-                    if let Ok(mut ss) = gen_senders.lock() {
-                        ss[i].next_nonce -= 1;
+                    if node.submit(tx).await.is_err() {
+                        if let Ok(mut m) = gen_sub.lock() {
+                            m.remove(&h);
+                        }
+                        if let Ok(mut ss) = gen_senders.lock() {
+                            ss[i].next_nonce -= 1;
+                        }
+                    } else {
+                        sent_any = true;
                     }
-                } else {
-                    sent_any = true;
+                }
+                if !sent_any {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
                 }
             }
-            if !sent_any {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
-    });
+        }));
+    }
 
     let warm_end = Instant::now() + cfg.warmup;
     let end = warm_end + cfg.duration;
@@ -274,7 +284,9 @@ pub async fn run(dir: &Path, cfg: &BenchConfig) -> Result<()> {
             last_height = c.height;
         }
     }
-    generator.abort();
+    for g in &generators {
+        g.abort();
+    }
     latencies.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     let secs = cfg.duration.as_secs_f64();
     let tps = committed as f64 / secs;

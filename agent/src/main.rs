@@ -76,6 +76,9 @@ enum Cmd {
         /// Pause between blocks, in milliseconds.
         #[arg(long, default_value_t = 0)]
         block_interval_ms: u64,
+        /// Concurrent submitters (several: one validator each).
+        #[arg(long, default_value_t = 1)]
+        submitters: usize,
         /// Where the validators keep state (a temporary directory if not given).
         #[arg(long)]
         data_dir: Option<PathBuf>,
@@ -130,6 +133,7 @@ fn main() -> Result<()> {
             senders,
             block_txs,
             block_interval_ms,
+            submitters,
             data_dir,
         } => {
             let tmp = tempfile::tempdir()?;
@@ -141,6 +145,7 @@ fn main() -> Result<()> {
                 senders,
                 block_txs,
                 block_interval: Duration::from_millis(block_interval_ms),
+                submitters,
             };
             let r = rt.block_on(agent::bench::run(&dir, &cfg));
             rt.shutdown_timeout(Duration::from_secs(1));

@@ -301,9 +301,19 @@ impl Application<ChainContext> for NodeApp {
                 return empty_block(&self.ctx, self.instance, height, self.proposer);
             }
         };
+        let started = std::time::Instant::now();
         let txs = lock(&self.shared.mempool).reap(self.limits.max_bytes, self.limits.max_txs);
+        let count = txs.len();
         match self.build(&head, height, txs) {
-            Ok(b) => b,
+            Ok(b) => {
+                tracing::debug!(
+                    height,
+                    txs = count,
+                    ms = started.elapsed().as_millis(),
+                    "proposal built"
+                );
+                b
+            }
             Err(e) => {
                 tracing::warn!(height, reason = %e, "proposal with mempool transactions failed; proposing an empty block");
                 self.build(&head, height, Vec::new()).unwrap_or_else(|e| {
@@ -331,7 +341,16 @@ impl Application<ChainContext> for NodeApp {
                 return false;
             }
         };
-        match self.check(&head, height, value) {
+        let started = std::time::Instant::now();
+        let checked = self.check(&head, height, value);
+        tracing::debug!(
+            height,
+            txs = value.txs.len(),
+            ms = started.elapsed().as_millis(),
+            ok = checked.is_ok(),
+            "proposal validated"
+        );
+        match checked {
             Ok(executed) => {
                 lock(&self.shared.outcomes).insert(id, executed);
                 true

@@ -362,6 +362,7 @@ pub fn start(
         commits: commits.clone(),
         sync: sync::SyncState::default(),
         refused: 0,
+        regossip: ProposalRegossip::default(),
     };
     let task = tokio::spawn(node.run(net_rx, cmd_rx, internal_rx));
     Ok((
@@ -388,12 +389,71 @@ struct Node {
     commits: broadcast::Sender<Committed>,
     sync: sync::SyncState,
     refused: u64,
+    regossip: ProposalRegossip,
+}
+
+/// Most relayed transactions waiting for the node task; more are dropped (gossip is best
+/// effort: the sender's node keeps them and they reach the proposer's block anyway).
+const TX_BACKLOG: usize = 4096;
+
+/// Messages from peers, as the network hands them over.
+type PeerRx = mpsc::Receiver<(PeerId, WireMsg)>;
+
+/// Splits peer traffic into consensus and sync messages (never dropped) and relayed
+/// transactions (dropped beyond [`TX_BACKLOG`]), so the node task can serve them by priority.
+fn split_traffic(mut net_rx: PeerRx) -> (PeerRx, PeerRx) {
+    let (consensus_tx, consensus_rx) = mpsc::channel(4096);
+    let (tx_tx, tx_rx) = mpsc::channel(TX_BACKLOG);
+    tokio::spawn(async move {
+        while let Some((peer, msg)) = net_rx.recv().await {
+            if matches!(msg, WireMsg::Tx(_)) {
+                if let Err(mpsc::error::TrySendError::Closed(_)) = tx_tx.try_send((peer, msg)) {
+                    return;
+                }
+            } else if consensus_tx.send((peer, msg)).await.is_err() {
+                return;
+            }
+        }
+    });
+    (consensus_rx, tx_rx)
+}
+
+/// When the gossip tick re-sends our own proposal of the current round.
+///
+/// A proposal carries the whole block, so encoding it, and decoding it at every peer, costs in
+/// proportion to the block. It is broadcast once when made and QUIC delivers it reliably; peers
+/// that report a lower round get it through the catch-up on their status. Re-sending it on every
+/// tick as well made a loaded network spend most of its CPU re-encoding and re-decoding the same
+/// large proposals (and decoding stale ones after the height was decided), so rounds outgrew
+/// their timeouts and nothing was committed. The tick now re-sends it with exponential backoff
+/// (on the 1st, 2nd, 4th, 8th, … tick of a round), which still repairs a proposal lost to a
+/// reconnect.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct ProposalRegossip {
+    height: u64,
+    round: u32,
+    ticks: u32,
+}
+
+impl ProposalRegossip {
+    /// Counts a gossip tick at (`height`, `round`); whether it re-sends the proposal.
+    fn tick(&mut self, height: u64, round: u32) -> bool {
+        if (self.height, self.round) != (height, round) {
+            *self = ProposalRegossip {
+                height,
+                round,
+                ticks: 0,
+            };
+        }
+        self.ticks = self.ticks.saturating_add(1);
+        self.ticks.is_power_of_two()
+    }
 }
 
 impl Node {
     async fn run(
         mut self,
-        mut net_rx: mpsc::Receiver<(PeerId, WireMsg)>,
+        net_rx: mpsc::Receiver<(PeerId, WireMsg)>,
         mut cmd_rx: mpsc::Receiver<Command>,
         mut internal_rx: mpsc::UnboundedReceiver<Internal>,
     ) -> Result<(), NodeError> {
@@ -406,16 +466,29 @@ impl Node {
             }
         }
         let mut gossip = tokio::time::interval(self.cfg.gossip_interval);
+        let (mut consensus_rx, mut tx_rx) = split_traffic(net_rx);
         loop {
             if let Some(why) = self.shared.fatal() {
                 return Err(NodeError::Fatal(why));
             }
+            // Biased: timers and consensus traffic first, so a flood of transactions (from
+            // peers or local submitters) cannot delay proposals and votes past their timeouts.
             tokio::select! {
-                Some((peer, msg)) = net_rx.recv() => self.on_message(peer, msg),
+                biased;
                 Some(ev) = internal_rx.recv() => match ev {
-                    Internal::Timeout(t) => self.feed(Input::TimeoutExpired(t)),
+                    Internal::Timeout(t) => {
+                        tracing::debug!(height = t.height, round = t.round.0, kind = ?t.kind, "timeout expired");
+                        self.feed(Input::TimeoutExpired(t))
+                    }
                     Internal::NextHeight(h) => self.start_height(h),
                 },
+                Some((peer, msg)) = consensus_rx.recv() => {
+                    if let WireMsg::Consensus { message: ConsensusMessage::Proposal(p), .. } = &msg {
+                        tracing::debug!(height = p.proposal.height, round = p.proposal.round.0, queued = consensus_rx.len(), "proposal received");
+                    }
+                    self.on_message(peer, msg)
+                }
+                _ = gossip.tick() => self.gossip(),
                 cmd = cmd_rx.recv() => match cmd {
                     None => return Ok(()),
                     Some(Command::Status(reply)) => {
@@ -425,7 +498,7 @@ impl Node {
                         let _ = reply.send(self.submit(tx));
                     }
                 },
-                _ = gossip.tick() => self.gossip(),
+                Some((peer, msg)) = tx_rx.recv() => self.on_message(peer, msg),
             }
         }
     }
@@ -615,11 +688,36 @@ impl Node {
             height: core.height(),
             round: core.round(),
         });
+        let with_proposal = self.regossip.tick(core.height(), core.round().0);
         for message in self.driver.gossip() {
+            if matches!(message, ConsensusMessage::Proposal(_)) && !with_proposal {
+                continue;
+            }
             self.net.broadcast(&WireMsg::Consensus {
                 instance: self.instance,
                 message,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ProposalRegossip;
+
+    #[test]
+    fn the_proposal_is_regossiped_with_backoff_and_again_in_a_new_round() {
+        let mut r = ProposalRegossip::default();
+        let sent: Vec<u32> = (1..=100).filter(|_| r.tick(7, 0)).collect();
+        assert_eq!(
+            sent.len(),
+            7,
+            "100 ticks of one round re-send it 7 times: {sent:?}"
+        );
+        // A new round (or height) starts over: its first tick re-sends.
+        assert!(r.tick(7, 1));
+        assert!(r.tick(7, 1));
+        assert!(!r.tick(7, 1));
+        assert!(r.tick(8, 0));
     }
 }

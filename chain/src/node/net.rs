@@ -267,7 +267,21 @@ struct Inner {
     max_frame: usize,
     conns: Mutex<HashMap<ValidatorAddress, Vec<quinn::Connection>>>,
     events: mpsc::Sender<(PeerId, WireMsg)>,
+    tx_streams: Arc<tokio::sync::Semaphore>,
+    tx_dropped: std::sync::atomic::AtomicU64,
 }
+
+/// Most transaction-gossip streams in flight (opened and not yet acknowledged by the peer), over
+/// all peers.
+///
+/// Every message travels on its own unidirectional stream and QUIC grants a peer a limited
+/// number of concurrent streams (quinn's default: 100 per connection). Without this budget a
+/// flood of transactions took all of that credit, and a proposal or vote waited in
+/// `open_uni` behind hundreds of transaction streams (measured: up to 11.6 s under four
+/// concurrent submitters), past every consensus timeout, so no block was decided. Transaction
+/// gossip is best effort: beyond the budget it is dropped (the node that admitted the
+/// transaction still proposes it), while consensus and sync messages are never held back.
+pub const TX_GOSSIP_STREAMS: usize = 48;
 
 /// The running peer network; cheap to clone.
 #[derive(Clone)]
@@ -306,6 +320,8 @@ impl Network {
             max_frame: cfg.max_frame,
             conns: Mutex::new(HashMap::new()),
             events,
+            tx_streams: Arc::new(tokio::sync::Semaphore::new(TX_GOSSIP_STREAMS)),
+            tx_dropped: std::sync::atomic::AtomicU64::new(0),
         });
         let net = Network { inner };
         let acceptor = net.clone();
@@ -349,7 +365,15 @@ impl Network {
         self.send_where(msg, |a| a == to);
     }
 
+    /// Transactions not gossiped because [`TX_GOSSIP_STREAMS`] streams were in flight.
+    pub fn tx_gossip_dropped(&self) -> u64 {
+        self.inner
+            .tx_dropped
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn send_where(&self, msg: &WireMsg, pick: impl Fn(&ValidatorAddress) -> bool) {
+        let is_tx = matches!(msg, WireMsg::Tx(_));
         let bytes: Arc<[u8]> = match encode_msg(msg, self.inner.max_frame) {
             Ok(b) => b.into(),
             Err(e) => {
@@ -363,13 +387,33 @@ impl Network {
             .filter_map(|(_, cs)| cs.last().cloned())
             .collect();
         for conn in targets {
-            let bytes = bytes.clone();
-            tokio::spawn(async move {
-                if let Ok(mut s) = conn.open_uni().await {
-                    if s.write_all(&bytes).await.is_ok() {
-                        let _ = s.finish();
+            let permit = if is_tx {
+                match self.inner.tx_streams.clone().try_acquire_owned() {
+                    Ok(p) => Some(p),
+                    Err(_) => {
+                        self.inner
+                            .tx_dropped
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        continue;
                     }
                 }
+            } else {
+                None
+            };
+            let bytes = bytes.clone();
+            tokio::spawn(async move {
+                let t0 = std::time::Instant::now();
+                if let Ok(mut s) = conn.open_uni().await {
+                    let opened = t0.elapsed().as_millis();
+                    if s.write_all(&bytes).await.is_ok() && s.finish().is_ok() && permit.is_some() {
+                        // The stream's credit returns once the peer has read it all.
+                        let _ = s.stopped().await;
+                    }
+                    if !is_tx {
+                        tracing::trace!(len = bytes.len(), opened_ms = opened, "message sent");
+                    }
+                }
+                drop(permit);
             });
         }
     }
@@ -575,5 +619,55 @@ mod tests {
         let (from, msg) = rx_b.recv().await.unwrap();
         assert_eq!(from, a.me());
         assert_eq!(msg, WireMsg::Tx(vec![2]));
+    }
+
+    /// A transaction flood takes at most [`TX_GOSSIP_STREAMS`] streams; the rest is dropped, so
+    /// a consensus-path message sent after it still gets a stream (before, all 1,000 took one
+    /// each and later messages waited for stream credit behind them).
+    #[tokio::test]
+    async fn a_transaction_flood_is_bounded_and_does_not_hold_back_other_messages() {
+        let (tx_a, mut rx_a) = mpsc::channel(16);
+        let (tx_b, _rx_b) = mpsc::channel(16);
+        let sk_a = SecretKey::from_slice(&[1; 32]).unwrap();
+        let sk_b = SecretKey::from_slice(&[2; 32]).unwrap();
+        let cfg = |peers| NetConfig {
+            chain_id: "t".into(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            peers,
+            max_frame: DEFAULT_MAX_FRAME,
+        };
+        let a = Network::start(&cfg(vec![]), sk_a, tx_a).unwrap();
+        let b = Network::start(&cfg(vec![a.local_addr().unwrap()]), sk_b, tx_b).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while a.peers().is_empty() || b.peers().is_empty() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "peers never connected"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        const FLOOD: usize = 1000;
+        for i in 0..FLOOD {
+            b.broadcast(&WireMsg::Tx(i.to_le_bytes().to_vec()));
+        }
+        let status = WireMsg::Status {
+            instance: InstanceId(0),
+            height: 9,
+            round: Round(2),
+        };
+        b.broadcast(&status);
+        assert_eq!(b.tx_gossip_dropped(), (FLOOD - TX_GOSSIP_STREAMS) as u64);
+        let (mut txs, mut got_status) = (0, false);
+        while txs < TX_GOSSIP_STREAMS || !got_status {
+            let (_, msg) = rx_a.recv().await.unwrap();
+            match msg {
+                WireMsg::Tx(_) => txs += 1,
+                m => {
+                    assert_eq!(m, status);
+                    got_status = true;
+                }
+            }
+        }
+        assert_eq!(txs, TX_GOSSIP_STREAMS);
     }
 }
