@@ -588,10 +588,12 @@ mod tests {
         assert!(decode_msg(&bytes[..bytes.len() - 1], 1024).is_err());
     }
 
-    #[tokio::test]
-    async fn two_peers_authenticate_and_exchange_messages() {
-        let (tx_a, mut rx_a) = mpsc::channel(16);
-        let (tx_b, mut rx_b) = mpsc::channel(16);
+    /// Two networks on loopback (b dials a), returned once each sees the other.
+    #[allow(clippy::arithmetic_side_effects)]
+    async fn connected_pair(
+        tx_a: mpsc::Sender<(PeerId, WireMsg)>,
+        tx_b: mpsc::Sender<(PeerId, WireMsg)>,
+    ) -> (Network, Network) {
         let sk_a = SecretKey::from_slice(&[1; 32]).unwrap();
         let sk_b = SecretKey::from_slice(&[2; 32]).unwrap();
         let cfg = |peers| NetConfig {
@@ -610,6 +612,14 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        (a, b)
+    }
+
+    #[tokio::test]
+    async fn two_peers_authenticate_and_exchange_messages() {
+        let (tx_a, mut rx_a) = mpsc::channel(16);
+        let (tx_b, mut rx_b) = mpsc::channel(16);
+        let (a, b) = connected_pair(tx_a, tx_b).await;
         assert_eq!(a.peers(), vec![b.me().address]);
         b.broadcast(&WireMsg::Tx(vec![1]));
         let (from, msg) = rx_a.recv().await.unwrap();
@@ -628,24 +638,7 @@ mod tests {
     async fn a_transaction_flood_is_bounded_and_does_not_hold_back_other_messages() {
         let (tx_a, mut rx_a) = mpsc::channel(16);
         let (tx_b, _rx_b) = mpsc::channel(16);
-        let sk_a = SecretKey::from_slice(&[1; 32]).unwrap();
-        let sk_b = SecretKey::from_slice(&[2; 32]).unwrap();
-        let cfg = |peers| NetConfig {
-            chain_id: "t".into(),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            peers,
-            max_frame: DEFAULT_MAX_FRAME,
-        };
-        let a = Network::start(&cfg(vec![]), sk_a, tx_a).unwrap();
-        let b = Network::start(&cfg(vec![a.local_addr().unwrap()]), sk_b, tx_b).unwrap();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while a.peers().is_empty() || b.peers().is_empty() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "peers never connected"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let (_a, b) = connected_pair(tx_a, tx_b).await;
         const FLOOD: usize = 1000;
         for i in 0..FLOOD {
             b.broadcast(&WireMsg::Tx(i.to_le_bytes().to_vec()));
