@@ -1,7 +1,12 @@
 //! `agent bench`: validators in one process over real QUIC on loopback (each with its own
-//! RocksDB store and the real ledger), fed bank transfers at saturation; prints JSON lines
+//! RocksDB store and the real ledger), fed transactions at saturation; prints JSON lines
 //! (throughput, time to finality from submission to commit, and the single-core secp256k1
 //! verification rate measured in the same run, with the headline ratio).
+//!
+//! Workloads: `transfer` (bank transfers between funded accounts) and `attest` (the name-node
+//! index's put attestations: every sender first sets up a device with a pool, then the devices
+//! attest records of 1 KiB, each under a new key, signed by the device key and paid from its
+//! fee credits — the transactions a car's puts generate).
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -13,10 +18,12 @@ use anyhow::{bail, Result};
 use chain::consensus::TimeoutConfig;
 use chain::ledger::bank::BankCall;
 use chain::ledger::genesis::GenesisBalance;
+use chain::ledger::registry::RegistryCall;
 use chain::ledger::{Genesis, Ledger};
 use chain::node::app::BlockLimits;
 use chain::node::{GenesisState, NodeConfig, NodeHandle};
 use chain::tx::{AccountAddress, ModuleId, Transaction};
+use gateway::TxBuilder;
 use primitives::codec;
 use primitives::hash::Hash32;
 use secp256k1::{Message, SecretKey, SECP256K1};
@@ -26,11 +33,44 @@ use tokenomics::Amount;
 /// Most transactions a sender has pending at once (the genesis nonce window).
 const PER_SENDER: u64 = 16;
 
+/// What the senders send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Workload {
+    /// Bank transfers.
+    Transfer,
+    /// Put attestations by devices (after their setup).
+    Attest,
+}
+
 struct Sender {
     key: SecretKey,
+    /// The device's VID and pool address (attest workload).
+    device: Option<(String, AccountAddress)>,
     to: AccountAddress,
     next_nonce: u64,
     committed: u64,
+}
+
+fn attest(builder: &TxBuilder, s: &Sender) -> Result<Vec<u8>> {
+    let Some((vid, address)) = &s.device else {
+        bail!("not a device");
+    };
+    let key =
+        primitives::RecordKey::from_json_str(&format!("{{\"SESSION_ID\":{}}}", s.next_nonce))?;
+    let call = RegistryCall::Attest {
+        vid: vid.clone(),
+        address: *address,
+        key: key.encode(),
+        dhash: primitives::hash::hash(
+            primitives::hash::Domain::Custom("bench-record"),
+            &s.next_nonce.to_be_bytes(),
+        ),
+        size: 1024,
+        metres: 0,
+        format: "trip-gps".into(),
+        placement: [0; 32],
+    };
+    Ok(builder.registry(&s.key, s.next_nonce, &call)?)
 }
 
 fn transfer(chain_id: &str, s: &Sender, fee: Amount) -> Result<Vec<u8>> {
@@ -101,6 +141,69 @@ pub struct BenchConfig {
     /// Concurrent submitters; submitter `k` feeds the senders `i` with `i % submitters == k`
     /// to validator `k % validators` (1: one submitter, round-robin over the validators).
     pub submitters: usize,
+    /// What is sent.
+    pub workload: Workload,
+}
+
+/// Sets up one device per owner (Setup and SetDup, the owner's nonces 0 and 1) and waits until
+/// every setup is committed; returns the device senders.
+async fn setup_devices(
+    nodes: &[NodeHandle],
+    builder: &TxBuilder,
+    owners: &[SecretKey],
+    seed: u64,
+) -> Result<Vec<Sender>> {
+    let rsa = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048)?;
+    let spki = rsa::pkcs8::EncodePublicKey::to_public_key_der(&rsa.to_public_key())?
+        .as_bytes()
+        .to_vec();
+    let agent =
+        AccountAddress::from_public_key(&Genesis::example_key(seed, 0).public_key(SECP256K1));
+    let mut devices = Vec::new();
+    for (i, owner) in owners.iter().enumerate() {
+        let device = Genesis::example_key(seed.wrapping_add(2), u32::try_from(i)?);
+        let vid = format!("BENCH{i:06}");
+        let setup = RegistryCall::Setup {
+            vid: vid.clone(),
+            rsa_spki: spki.clone(),
+            device_key: device.public_key(SECP256K1),
+            agent,
+        };
+        let dup = RegistryCall::SetDup {
+            vid: vid.clone(),
+            commitment: [1; 32],
+            size: 1,
+            valid_until: u64::MAX,
+        };
+        let node = &nodes[i % nodes.len()];
+        for (nonce, call) in [(0, &setup), (1, &dup)] {
+            node.submit(builder.registry(owner, nonce, call)?)
+                .await
+                .map_err(|r| anyhow::anyhow!("device setup refused: {r}"))?;
+        }
+        let address = AccountAddress::from_public_key(
+            &Genesis::example_key(seed.wrapping_add(3), u32::try_from(i)?).public_key(SECP256K1),
+        );
+        devices.push(Sender {
+            key: device,
+            device: Some((vid, address)),
+            to: address,
+            next_nonce: 0,
+            committed: 0,
+        });
+    }
+    let store = nodes[0].shared.store.clone();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for owner in owners {
+        let a = AccountAddress::from_public_key(&owner.public_key(SECP256K1));
+        while chain::ledger::bank::account(&*store, &a)?.nonce < 2 {
+            if Instant::now() > deadline {
+                bail!("device setups not committed within 120 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(devices)
 }
 
 /// Runs the benchmark in `dir`, printing JSON lines.
@@ -170,7 +273,6 @@ pub async fn run(dir: &Path, cfg: &BenchConfig) -> Result<()> {
         let (h, _task) = chain::node::start(nc, *key, state.clone(), ledger.clone())?;
         nodes.push(h);
     }
-    let mut commits = nodes[0].subscribe();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if nodes[0].status().await.is_some_and(|s| s.height >= 1) {
@@ -183,19 +285,24 @@ pub async fn run(dir: &Path, cfg: &BenchConfig) -> Result<()> {
     }
 
     // Generator: every sender keeps up to PER_SENDER transfers pending, spread over the nodes.
-    let submitted: Arc<std::sync::Mutex<HashMap<Hash32, (usize, Instant)>>> = Arc::default();
-    let senders: Arc<std::sync::Mutex<Vec<Sender>>> = Arc::new(std::sync::Mutex::new(
-        sender_keys
+    let builder = Arc::new(TxBuilder::new(&genesis)?);
+    let initial: Vec<Sender> = match cfg.workload {
+        Workload::Transfer => sender_keys
             .iter()
             .enumerate()
             .map(|(i, k)| Sender {
                 key: *k,
+                device: None,
                 to: addrs_of[(i + 1) % addrs_of.len()],
                 next_nonce: 0,
                 committed: 0,
             })
             .collect(),
-    ));
+        Workload::Attest => setup_devices(&nodes, &builder, &sender_keys, seed).await?,
+    };
+    let mut commits = nodes[0].subscribe();
+    let submitted: Arc<std::sync::Mutex<HashMap<Hash32, (usize, Instant)>>> = Arc::default();
+    let senders: Arc<std::sync::Mutex<Vec<Sender>>> = Arc::new(std::sync::Mutex::new(initial));
     let submitters_n = cfg.submitters.max(1);
     let mut generators = Vec::new();
     for k in 0..submitters_n {
@@ -204,6 +311,8 @@ pub async fn run(dir: &Path, cfg: &BenchConfig) -> Result<()> {
         let gen_senders = senders.clone();
         let chain_id = genesis.chain_id.clone();
         let fee = genesis.min_tx_fee;
+        let builder = builder.clone();
+        let workload = cfg.workload;
         generators.push(tokio::spawn(async move {
             let mut round: usize = k;
             loop {
@@ -217,7 +326,11 @@ pub async fn run(dir: &Path, cfg: &BenchConfig) -> Result<()> {
                         if s.next_nonce >= s.committed + PER_SENDER {
                             continue;
                         }
-                        let Ok(tx) = transfer(&chain_id, s, fee) else {
+                        let made = match workload {
+                            Workload::Transfer => transfer(&chain_id, s, fee),
+                            Workload::Attest => attest(&builder, s),
+                        };
+                        let Ok(tx) = made else {
                             continue;
                         };
                         s.next_nonce += 1;
@@ -291,10 +404,16 @@ pub async fn run(dir: &Path, cfg: &BenchConfig) -> Result<()> {
     let secs = cfg.duration.as_secs_f64();
     let tps = committed as f64 / secs;
     let capacity = verify_per_s * cores as f64 / n as f64;
-    let tag = format!("validators={n}");
+    let tag = format!(
+        "validators={n}/workload={}",
+        match cfg.workload {
+            Workload::Transfer => "transfer",
+            Workload::Attest => "attest",
+        }
+    );
     let lines = [
         json!({"bench": format!("agent::bench/quic_tx_per_s/{tag}"), "value": tps, "unit": "tx/s",
-               "note": "bank transfers (the attestation workload is not wired into the bench yet)"}),
+               "senders": senders_n, "submitters": submitters_n}),
         json!({"bench": format!("agent::bench/finality_p50/{tag}"), "value": percentile(&latencies, 0.5), "unit": "ms"}),
         json!({"bench": format!("agent::bench/finality_p99/{tag}"), "value": percentile(&latencies, 0.99), "unit": "ms"}),
         json!({"bench": "agent::bench/secp256k1_verify_single_core", "value": verify_per_s, "unit": "verifications/s"}),

@@ -81,6 +81,24 @@ pub struct NodeFile {
     /// Consensus timeouts.
     #[serde(default)]
     pub timeouts: TimeoutsFile,
+    /// The agent's gateways and storage node (absent: a plain validator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentFile>,
+}
+
+/// The agent part of a node: the gateways devices and wallets use, and the storage node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentFile {
+    /// UDP address of the QUIC gateway.
+    pub gateway: SocketAddr,
+    /// TCP address of the HTTP API (keep it on loopback); none: not served.
+    #[serde(default)]
+    pub http: Option<SocketAddr>,
+    /// Directory of the TLS identity (`cert.der`, `key.der`) of the gateway and storage node.
+    pub tls_dir: PathBuf,
+    /// The storage cluster.
+    pub storage: crate::storage::StorageFile,
 }
 
 fn default_block_interval() -> u64 {
@@ -165,6 +183,10 @@ pub struct Loaded {
     pub key: SecretKey,
     /// The genesis.
     pub genesis: GenesisState,
+    /// The genesis file as read.
+    pub genesis_file: Genesis,
+    /// The TLS identity directory, resolved (if the node is an agent).
+    pub tls_dir: Option<PathBuf>,
 }
 
 /// Loads `path`, applying `data_dir` if given (it overrides the file).
@@ -186,10 +208,13 @@ pub fn load(path: &Path, data_dir: Option<PathBuf>) -> Result<Loaded> {
     node.gossip_interval = Duration::from_millis(file.gossip_interval_ms.max(10));
     node.timeouts = file.timeouts.into();
     let state = GenesisState::derive(&Ledger::new(), &genesis)?;
+    let tls_dir = file.agent.as_ref().map(|a| resolve(base, &a.tls_dir));
     Ok(Loaded {
         genesis: state,
+        genesis_file: genesis,
         file,
         node,
         key,
+        tls_dir,
     })
 }

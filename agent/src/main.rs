@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent::{admin, config, devnet};
+use agent::{admin, config, devnet, gateway as gw, http, storage};
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -82,6 +82,43 @@ enum Cmd {
         /// Where the validators keep state (a temporary directory if not given).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// What to send: bank transfers, or devices' put attestations (after their setup).
+        #[arg(long, value_enum, default_value = "transfer")]
+        workload: agent::bench::Workload,
+    },
+    /// Send test tokens from a devnet's faucet account to an address (devnets only: the
+    /// faucet key is a file in the devnet directory).
+    Faucet {
+        /// The devnet directory (its network.json and faucet.key are used).
+        #[arg(long)]
+        devnet: PathBuf,
+        /// The receiving address (bech32).
+        #[arg(long)]
+        to: String,
+        /// Whole tokens to send.
+        #[arg(long, default_value_t = 1000)]
+        tokens: u64,
+    },
+    /// Benchmark the data path end to end: a devnet of 4 agent processes, an owner setting
+    /// up simulated cars, every car putting a day of trips (sealed, erasure-coded, attested),
+    /// the owner's verified day listing; and the same records against raw RocksDB in the same
+    /// run. Prints JSON lines.
+    BenchData {
+        /// Simulated cars (concurrent writers).
+        #[arg(long, default_value_t = 4)]
+        cars: usize,
+        /// Records per car.
+        #[arg(long, default_value_t = 25)]
+        records: u32,
+        /// Day listings measured.
+        #[arg(long, default_value_t = 5)]
+        listings: usize,
+        /// Pause between blocks of the devnet, in milliseconds.
+        #[arg(long, default_value_t = 100)]
+        block_interval_ms: u64,
+        /// Where to keep the devnet and the baseline database (a temporary directory if not given).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Print a node's status from its admin endpoint.
     Status {
@@ -126,6 +163,26 @@ fn main() -> Result<()> {
             json,
         )),
         Cmd::Status { node, json } => rt.block_on(status(node, json)),
+        Cmd::Faucet { devnet, to, tokens } => rt.block_on(faucet(devnet, to, tokens)),
+        Cmd::BenchData {
+            cars,
+            records,
+            listings,
+            block_interval_ms,
+            data_dir,
+        } => {
+            let tmp = tempfile::tempdir()?;
+            let dir = data_dir.unwrap_or_else(|| tmp.path().to_path_buf());
+            let cfg = agent::bench_data::DataBenchConfig {
+                cars,
+                records,
+                listings,
+                block_interval_ms,
+            };
+            let r = rt.block_on(agent::bench_data::run(&dir, &cfg));
+            rt.shutdown_timeout(Duration::from_secs(1));
+            r
+        }
         Cmd::Bench {
             validators,
             secs,
@@ -135,6 +192,7 @@ fn main() -> Result<()> {
             block_interval_ms,
             submitters,
             data_dir,
+            workload,
         } => {
             let tmp = tempfile::tempdir()?;
             let dir = data_dir.unwrap_or_else(|| tmp.path().to_path_buf());
@@ -146,6 +204,7 @@ fn main() -> Result<()> {
                 block_txs,
                 block_interval: Duration::from_millis(block_interval_ms),
                 submitters,
+                workload,
             };
             let r = rt.block_on(agent::bench::run(&dir, &cfg));
             rt.shutdown_timeout(Duration::from_secs(1));
@@ -168,6 +227,11 @@ async fn run(
     let listener = tokio::net::TcpListener::bind(admin_addr)
         .await
         .with_context(|| format!("binding the admin endpoint {admin_addr}"))?;
+    let data_dir = loaded.node.data_dir.clone();
+    let chain_id = loaded.genesis_file.chain_id.clone();
+    let network = agent::gateway_network(&loaded.genesis_file)?;
+    let account =
+        chain::tx::AccountAddress::from_public_key(&loaded.key.public_key(secp256k1::SECP256K1));
     let (handle, task) = chain::node::start(
         loaded.node,
         loaded.key,
@@ -176,12 +240,69 @@ async fn run(
     )?;
     tracing::info!(validator = %handle.address, listen = %handle.listen, admin = %admin_addr, "node running");
     tokio::spawn(admin::serve(handle.clone(), listener));
+    // The agent's gateways and storage node, when configured; kept alive until the end.
+    let mut _servers = None;
+    if let (Some(agent_cfg), Some(tls_dir)) = (loaded.file.agent.clone(), loaded.tls_dir.clone()) {
+        std::fs::create_dir_all(&tls_dir)
+            .with_context(|| format!("creating {}", tls_dir.display()))?;
+        let identity = kvs::net::tls::Identity::load_or_create(&tls_dir)
+            .context("loading the agent's TLS identity")?;
+        let store = Arc::new(storage::Storage::start(
+            &agent_cfg.storage,
+            &data_dir,
+            &identity,
+        )?);
+        let gateway = Arc::new(gw::Gateway {
+            node: handle.clone(),
+            storage: store,
+            account,
+            network,
+            chain_id,
+            metrics: gw::Metrics::default(),
+        });
+        let server = gw::Server::start(gateway.clone(), &identity, agent_cfg.gateway)?;
+        let http_addr = match agent_cfg.http {
+            Some(a) => Some(http::start(gateway.clone(), a).await?),
+            None => None,
+        };
+        tracing::info!(
+            gateway = %server.local_addr()?,
+            http = ?http_addr,
+            storage = %gateway.storage.local_addr()?,
+            account = %account.to_bech32(network),
+            "agent serving"
+        );
+        _servers = Some((server, gateway));
+    }
     tokio::select! {
         r = task => {
             r.context("node task panicked")??;
         }
-        _ = tokio::signal::ctrl_c() => tracing::info!("stopping"),
+        r = shutdown_signal() => {
+            r?;
+            tracing::info!("stopping");
+        }
     }
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() -> Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+async fn faucet(dir: PathBuf, to: String, tokens: u64) -> Result<()> {
+    let (hash, height) = devnet::fund(&dir, &to, tokens).await?;
+    println!(
+        "sent {tokens} tokens to {to} in transaction {} (block {})",
+        hex::encode(hash),
+        height.map_or_else(|| "pending".to_string(), |h| h.to_string())
+    );
     Ok(())
 }
 
@@ -236,6 +357,7 @@ async fn run_devnet(
                     "admin": node.admin,
                     "address": node.address,
                     "config": node.config,
+                    "network": devnet::network_file(&dir),
                 })
             );
         } else {
@@ -252,7 +374,7 @@ async fn run_devnet(
     if init_only {
         return Ok(());
     }
-    tokio::signal::ctrl_c().await?;
+    shutdown_signal().await?;
     drop(children);
     Ok(())
 }

@@ -84,6 +84,7 @@ pub struct Block {
     /// The header.
     pub header: Header,
     /// Canonically encoded signed transactions.
+    #[serde(with = "primitives::bytes::base64_seq")]
     pub txs: Vec<Vec<u8>>,
 }
 

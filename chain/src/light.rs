@@ -12,7 +12,10 @@
 //!   trusted header vouched for (`validator_set_hash(set) == trusted.next_validators_hash`), and
 //!   a [`CommitCertificate`] for exactly that header carries valid precommit signatures from
 //!   members of that set holding more than 2/3 of its voting power ([`verify_commit`]).
-//!   Headers are fed one by one; there is no skipping (bisection).
+//!   Headers are fed one by one ([`LightClient::update`]), except that a later header signed
+//!   by the very set the client already trusts may be accepted directly
+//!   ([`LightClient::update_same_set`]: its `validators_hash` names the trusted set and more
+//!   than 2/3 of that set's power signed it). There is no bisection over set changes.
 //! - **Assumption.** Each set along the way had less than 1/3 of its power Byzantine while it
 //!   was signing. Then no conflicting header at any height can gather a certificate, and every
 //!   accepted header is the chain's.
@@ -258,6 +261,51 @@ impl LightClient {
         verify_commit(&self.ctx, h, &next.commit, &validators)?;
         self.header = h.clone();
         self.validators = validators;
+        Ok(())
+    }
+
+    /// Verifies a later header signed by the set the client already trusts, skipping the
+    /// heights in between, and trusts it. Sound under the module's assumption: that set had
+    /// less than 1/3 of its power Byzantine, so more than 2/3 of it signs only the chain's
+    /// header at any height. A header whose set differs needs [`LightClient::update`] from the
+    /// height where it changed. A header at the trusted height is accepted only if it is the
+    /// trusted one. On error the client is unchanged.
+    ///
+    /// # Errors
+    /// The [`LightError`] naming the first check that fails ([`LightError::SetNotVouched`] if
+    /// another set signs that height).
+    pub fn update_same_set(&mut self, next: &SignedHeader) -> Result<(), LightError> {
+        let h = &next.header;
+        if h.chain_id != self.ctx.chain_id {
+            return Err(LightError::WrongChain {
+                expected: self.ctx.chain_id.clone(),
+                found: h.chain_id.clone(),
+            });
+        }
+        if h.instance != self.header.instance {
+            return Err(LightError::WrongInstance);
+        }
+        if h.height == self.header.height {
+            return if h == &self.header {
+                Ok(())
+            } else {
+                Err(LightError::NotLinked)
+            };
+        }
+        if h.height < self.header.height {
+            return Err(LightError::NotNext {
+                expected: self.header.height.saturating_add(1),
+                found: h.height,
+            });
+        }
+        if h.time_ms <= self.header.time_ms {
+            return Err(LightError::TimeNotIncreasing);
+        }
+        if h.validators_hash != validator_set_hash(&self.validators) {
+            return Err(LightError::SetNotVouched);
+        }
+        verify_commit(&self.ctx, h, &next.commit, &self.validators)?;
+        self.header = h.clone();
         Ok(())
     }
 

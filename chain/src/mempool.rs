@@ -148,6 +148,16 @@ impl Mempool {
         self.bytes
     }
 
+    /// The nonce after `sender`'s highest pending transaction, if it has any pending: what a
+    /// client signing several transactions in a row uses next.
+    pub fn pending_next_nonce(&self, sender: &AccountAddress) -> Option<u64> {
+        self.by_sender
+            .get(sender)?
+            .keys()
+            .next_back()?
+            .checked_add(1)
+    }
+
     /// Whether the transaction with identifier `hash` is held.
     pub fn contains(&self, hash: &Hash32) -> bool {
         self.by_hash.contains_key(hash)

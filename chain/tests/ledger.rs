@@ -568,18 +568,30 @@ fn only_the_device_key_attests_and_only_the_owner_resets() {
         dev.key.public_key(SECP256K1)
     );
 
+    let credits_before = bank::account(&net.state, &addr(&dev.key)).unwrap().credits;
+    assert!(credits_before > Amount::ZERO);
     let by_owner = net.tx(&dev.owner, ModuleId::REGISTRY, &reset, net.fee());
     assert!(net.block(&[by_owner]).receipts[0].succeeded());
     let rec = registry::device(&net.state, &dev.vid).unwrap().unwrap();
     assert_eq!(rec.device_key, user(22).public_key(SECP256K1));
     assert_eq!(rec.resets, 1);
-    // The stale key can no longer attest; the new one can once it has funds.
+    // The device's unspent credits moved to its new key; the old key keeps none.
+    assert_eq!(
+        bank::account(&net.state, &addr(&user(22))).unwrap().credits,
+        credits_before
+    );
+    assert_eq!(
+        bank::account(&net.state, &addr(&dev.key)).unwrap().credits,
+        Amount::ZERO
+    );
+    // The stale key can no longer attest, even with tokens to pay; the new one can, paying
+    // with the moved credits.
+    net.block(&[net.transfer(&vkey(1), &dev.key, tokens(5))]);
     let stale = attest(&net, &dev.key, &dev.vid, addr(&user(70)), 1, 100);
     assert_eq!(
         net.ledger.check_tx(&net.state, &stale).unwrap_err().code,
         RejectCode::Unauthorized
     );
-    net.block(&[net.transfer(&vkey(1), &user(22), tokens(5))]);
     let fresh = attest(&net, &user(22), &dev.vid, addr(&user(70)), 1, 100);
     assert!(net.block(&[fresh]).receipts[0].succeeded());
 }

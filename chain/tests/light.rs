@@ -566,3 +566,43 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn a_later_header_of_the_same_set_is_accepted_without_the_heights_between() {
+    let f = fixture();
+    // Skipping from height 1 straight to 2 is allowed only because set A signs both.
+    let mut c = client(&f);
+    c.update_same_set(&f.headers[1]).unwrap();
+    assert_eq!(c.trusted_header().height, 2);
+    // The same header again is a no-op; an older one is refused.
+    c.update_same_set(&f.headers[1]).unwrap();
+    assert!(matches!(
+        c.update_same_set(&f.headers[0]),
+        Err(LightError::NotNext { .. })
+    ));
+    // Height 3 is signed by set B: it needs the sequential path through height 2's vouching.
+    let mut skip = client(&f);
+    assert_eq!(
+        skip.update_same_set(&f.headers[2]),
+        Err(LightError::SetNotVouched)
+    );
+    assert_eq!(skip.trusted_header().height, 1);
+}
+
+#[test]
+fn skipping_still_needs_two_thirds_of_the_trusted_set() {
+    let f = fixture();
+    let mut weak = f.headers[1].clone();
+    // Only a and b sign (20 of 40 power).
+    weak.commit = certify(&f.ctx, &weak.header, &f.a()[..2]);
+    let mut c = client(&f);
+    assert!(matches!(
+        c.update_same_set(&weak),
+        Err(LightError::Certificate(_))
+    ));
+    // A tampered header under an honest certificate is refused too.
+    let mut forged = f.headers[1].clone();
+    forged.header.state_root = [0x55; 32];
+    assert_eq!(c.update_same_set(&forged), Err(LightError::NotThisHeader));
+    assert_eq!(c.trusted_header().height, 1);
+}

@@ -13,6 +13,9 @@
 //! * [`devices`]: the persisted device list.
 //! * [`records`]: sealing and opening records (the `primitives` envelope) at the right address.
 //! * [`store`]: the data directory that holds both files.
+//! * [`provision`]: the file the wallet hands a device at setup.
+//! * [`online`]: the owner's chain key, device keys, pool commitments, and verified reads and
+//!   writes through an agent's gateway.
 
 #![deny(
     clippy::unwrap_used,
@@ -22,12 +25,15 @@
     clippy::arithmetic_side_effects
 )]
 
+pub mod device;
 pub mod devices;
 pub mod error;
 pub mod fsio;
 pub mod keys;
 pub mod keystore;
+pub mod online;
 pub mod pool;
+pub mod provision;
 pub mod reader_key;
 pub mod records;
 pub mod store;

@@ -19,6 +19,8 @@ use wallet::{
 };
 use zeroize::Zeroizing;
 
+mod chain_cmd;
+
 const PASSWORD_ENV: &str = "CARCHAIN_WALLET_PASSWORD";
 const BIP39_PASSPHRASE_ENV: &str = "CARCHAIN_WALLET_BIP39_PASSPHRASE";
 
@@ -39,9 +41,20 @@ struct Cli {
     #[arg(long, global = true)]
     json: bool,
 
-    /// Bitcoin network: chosen at `init` (default bitcoin); later commands check it matches.
-    #[arg(long, global = true, value_enum)]
+    /// A Bitcoin network name (bitcoin, testnet, regtest: chosen at `init`, default bitcoin;
+    /// later commands check it matches), or, for the commands that talk to the chain (device
+    /// setup/reset, trips, get, range, put, balance), the network FILE that `agent devnet`
+    /// writes (DIR/network.json: the genesis, which names the network, and the agents).
+    #[arg(long = "network", id = "network", global = true, value_name = "NAME|FILE", value_parser = parse_network_arg)]
+    network_arg: Option<NetworkArg>,
+
+    /// The wallet network resolved from --network or the config.
+    #[arg(skip)]
     network: Option<WalletNetwork>,
+
+    /// The network file resolved from --network or the config.
+    #[arg(skip)]
+    network_file: Option<PathBuf>,
 
     /// Read the keystore password from this file (first line); overrides CARCHAIN_WALLET_PASSWORD.
     #[arg(long, global = true, value_name = "FILE")]
@@ -56,12 +69,31 @@ struct Cli {
     command: Command,
 }
 
+/// What --network names: a Bitcoin network, or a network file.
+#[derive(Debug, Clone)]
+enum NetworkArg {
+    Name(WalletNetwork),
+    File(PathBuf),
+}
+
+fn parse_network_arg(s: &str) -> Result<NetworkArg, String> {
+    if s.is_empty() {
+        return Err("expected a network name (bitcoin, testnet, regtest) or a network file".into());
+    }
+    match s.parse::<WalletNetwork>() {
+        Ok(n) => Ok(NetworkArg::Name(n)),
+        Err(_) => Ok(NetworkArg::File(PathBuf::from(s))),
+    }
+}
+
 /// Settings read from the TOML config file.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Config {
     network: Option<WalletNetwork>,
     password_file: Option<PathBuf>,
+    /// Default network file for the commands that talk to the chain.
+    network_file: Option<PathBuf>,
 }
 
 fn load_config(explicit: Option<&Path>, dir: &WalletDir) -> anyhow::Result<Config> {
@@ -115,6 +147,98 @@ enum Command {
         #[arg(long)]
         date: String,
     },
+    /// List a device's records of one day (the brief's trip display), read through an agent
+    /// and verified against the chain.
+    ///
+    /// Recomputes the day's pool address, pays the agent for reading one address (a PayRead
+    /// signed by the owner key), scans the whole address, and checks against proofs from the
+    /// chain (anchored on the network file's genesis validators) that the agent returned
+    /// exactly as many records as are attested there, that every record is attested with the
+    /// dHash of its envelope, and (without --columns) that the decrypted plaintext re-hashes to
+    /// it. Any failed check is an error: the agent is withholding or forging data.
+    Trips(TripsArgs),
+    /// Read one record of a device (the brief's getKV), verified against its attestation.
+    ///
+    /// The day (hence the pool address) comes from the key's START_TIME or DATE part unless
+    /// --date is given. With --columns only those columns are fetched and decrypted; the
+    /// envelope's dHash (bound into every column's authentication) is checked against the
+    /// attested one.
+    Get(GetArgs),
+    /// Read a key range of a device's records of one day (the brief's getKVRange),
+    /// start <= key < end; an end part "INF_MAX" sorts after every value.
+    ///
+    /// Every returned record is verified as in `trips`; completeness cannot be proven for a
+    /// partial range (the chain counts whole addresses), use `trips` for that.
+    Range(RangeArgs),
+    /// Store the wallet's own data (the brief's putWalKV): seal it for the wallet's RSA key at
+    /// its first receiving address, store it through an agent, and attest it on chain
+    /// (AttestOwn, signed by the owner key). A key can be attested only once.
+    Put(PutArgs),
+    /// Show the owner account's balance (tokens, fee credits, nonce), proven against the chain.
+    ///
+    /// The owner account is the wallet's first receiving address, m/84'/coin'/0'/0/0; it
+    /// signs and pays for setup, reset, reads and puts.
+    Balance,
+}
+
+#[derive(Debug, Args)]
+struct TripsArgs {
+    /// Device identifier.
+    vid: String,
+    /// The day, as YYYYMMDD.
+    #[arg(long)]
+    date: String,
+    /// Fetch and decrypt only these columns (comma-separated) and show their values.
+    #[arg(long, value_delimiter = ',')]
+    columns: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct GetArgs {
+    /// Device identifier.
+    vid: String,
+    /// The record key as JSON, e.g. '{"SESSION_ID":1,"START_TIME":20160511071428}' (the
+    /// written order of the parts matters).
+    #[arg(long)]
+    key: String,
+    /// The record's day, YYYYMMDD [default: from the key's START_TIME or DATE part].
+    #[arg(long)]
+    date: Option<String>,
+    /// Fetch and decrypt only these columns (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    columns: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct RangeArgs {
+    /// Device identifier.
+    vid: String,
+    /// First key (inclusive), JSON.
+    #[arg(long)]
+    start: String,
+    /// End key (exclusive), JSON; a part "INF_MAX" sorts after every value, e.g.
+    /// '{"SESSION_ID":"INF_MAX"}'.
+    #[arg(long)]
+    end: String,
+    /// The day, YYYYMMDD [default: from the start key's START_TIME or DATE part].
+    #[arg(long)]
+    date: Option<String>,
+    /// Fetch and decrypt only these columns (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    columns: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct PutArgs {
+    /// The record's format (mandatory), e.g. VIN_CODE.
+    #[arg(long)]
+    format: String,
+    /// The record key as a JSON object, e.g. '{"VEHICLE_DATA":1}'.
+    #[arg(long)]
+    key: String,
+    /// The record value as a JSON object of columns, e.g. '{"VIN":"LBVNU79049SB81546"}'.
+    #[arg(long)]
+    value: String,
 }
 
 #[derive(Debug, Args)]
@@ -171,6 +295,48 @@ enum DeviceCommand {
         /// Device identifier.
         vid: String,
     },
+    /// Set a device up on the chain (the brief's setup + setDup) and write its provisioning
+    /// file.
+    ///
+    /// Adds the device to the device list if it is not there, derives its generation-0
+    /// secp256k1 key from the wallet seed and the VID (HKDF; recoverable from the mnemonic),
+    /// and sends, signed by the owner key (m/84'/coin'/0'/0/0): Setup (VID, the wallet's RSA
+    /// public key, the device key, the agent) and SetDup (a salted commitment to the pool
+    /// addresses, never the addresses). Waits for both to be in blocks; steps the chain
+    /// already has are skipped, so an interrupted setup can be rerun. The provisioning file
+    /// holds the device key and user seed (mode 0600): move it to the device.
+    Setup {
+        /// Device identifier (1-64 printable ASCII characters, e.g. a VIN).
+        vid: String,
+        /// The agent the device reports through (its bech32 account).
+        #[arg(long)]
+        agent: String,
+        /// Pool size if the device is not in the device list yet (1-10000) [default: 16].
+        #[arg(long)]
+        pool_size: Option<u32>,
+        /// Last chain height at which the device may attest under this pool [default:
+        /// unlimited].
+        #[arg(long, value_name = "HEIGHT")]
+        valid_until: Option<u64>,
+        /// Provisioning file to write [default: DATA_DIR/devices/VID.device.json].
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Rotate a device's key on the chain (the brief's reset) and rewrite its provisioning
+    /// file.
+    ///
+    /// The new key is the next generation (the chain's proven reset count + 1) derived from
+    /// the wallet seed; the Reset is signed by the owner key. The old key can no longer attest.
+    Reset {
+        /// Device identifier.
+        vid: String,
+        /// Move the device to this agent (bech32 account) [default: keep the current one].
+        #[arg(long)]
+        agent: Option<String>,
+        /// Provisioning file to write [default: DATA_DIR/devices/VID.device.json].
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -193,7 +359,21 @@ fn main() -> ExitCode {
 fn run(mut cli: Cli) -> anyhow::Result<()> {
     let dir = WalletDir::new(data_dir(cli.data_dir.as_deref())?);
     let config = load_config(cli.config.as_deref(), &dir)?;
+    match cli.network_arg.take() {
+        Some(NetworkArg::Name(n)) => cli.network = Some(n),
+        Some(NetworkArg::File(f)) => cli.network_file = Some(f),
+        None => {}
+    }
     cli.network = cli.network.or(config.network);
+    cli.network_file = cli.network_file.take().or(config.network_file);
+    if let (None, Some(file), Command::Init { .. }) = (cli.network, &cli.network_file, &cli.command)
+    {
+        // `init --network FILE`: a wallet for the network the file's genesis names.
+        let name = gateway::NetworkFile::load(file)?.genesis.network;
+        cli.network = Some(name.parse().map_err(|_| {
+            anyhow!("the network file names network {name:?}, which the wallet does not support")
+        })?);
+    }
     cli.password_file = cli.password_file.take().or(config.password_file);
     match &cli.command {
         Command::Init { recover } => init(&cli, &dir, *recover),
@@ -203,6 +383,29 @@ fn run(mut cli: Cli) -> anyhow::Result<()> {
         }
         Command::Device(DeviceCommand::List) => device_list(&cli, &dir),
         Command::Device(DeviceCommand::Export { vid }) => device_export(&cli, &dir, vid),
+        Command::Device(DeviceCommand::Setup {
+            vid,
+            agent,
+            pool_size,
+            valid_until,
+            out,
+        }) => chain_cmd::device_setup(
+            &cli,
+            &dir,
+            vid,
+            agent,
+            *pool_size,
+            *valid_until,
+            out.as_deref(),
+        ),
+        Command::Device(DeviceCommand::Reset { vid, agent, out }) => {
+            chain_cmd::device_reset(&cli, &dir, vid, agent.as_deref(), out.as_deref())
+        }
+        Command::Trips(a) => chain_cmd::trips(&cli, &dir, a),
+        Command::Get(a) => chain_cmd::get(&cli, &dir, a),
+        Command::Range(a) => chain_cmd::range(&cli, &dir, a),
+        Command::Put(a) => chain_cmd::put(&cli, &dir, a),
+        Command::Balance => chain_cmd::balance(&cli, &dir),
         Command::Address { vid, date } => address(&cli, &dir, vid, date),
         Command::Seal(args) => seal(&cli, &dir, args),
         Command::Open(args) => open(&cli, &dir, args),

@@ -93,3 +93,64 @@ pub mod hex32 {
         }
     }
 }
+
+/// `Vec<Vec<u8>>` as a sequence of byte strings, each as [`base64`] writes one. In the
+/// canonical encoding this is byte-for-byte what a plain `Vec<Vec<u8>>` encodes to (a length,
+/// then per element a length and its bytes), but each element is copied whole instead of
+/// being visited byte by byte.
+pub mod base64_seq {
+    use serde::ser::SerializeSeq;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    struct Ref<'a>(&'a [u8]);
+    impl Serialize for Ref<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            super::base64::serialize(self.0, s)
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(transparent)]
+    struct Owned(#[serde(with = "super::base64")] Vec<u8>);
+
+    /// Serializes the byte strings.
+    pub fn serialize<S: Serializer>(v: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(v.len()))?;
+        for x in v {
+            seq.serialize_element(&Ref(x))?;
+        }
+        seq.end()
+    }
+
+    /// Deserializes the byte strings.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
+        Ok(Vec::<Owned>::deserialize(d)?
+            .into_iter()
+            .map(|o| o.0)
+            .collect())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use proptest::prelude::*;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Fast(#[serde(with = "super::base64_seq")] Vec<Vec<u8>>);
+
+    proptest! {
+        #[test]
+        fn byte_string_sequences_encode_as_plain_nested_vectors(
+            v in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..16)
+        ) {
+            let plain = crate::codec::to_vec(&v).unwrap();
+            let fast = crate::codec::to_vec(&Fast(v.clone())).unwrap();
+            prop_assert_eq!(&plain, &fast);
+            prop_assert_eq!(crate::codec::from_slice::<Fast>(&plain).unwrap(), Fast(v.clone()));
+            let json = serde_json::to_string(&Fast(v.clone())).unwrap();
+            prop_assert_eq!(serde_json::from_str::<Fast>(&json).unwrap(), Fast(v));
+        }
+    }
+}

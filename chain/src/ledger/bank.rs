@@ -213,6 +213,36 @@ pub fn grant_device_credits(
     Ok(granted)
 }
 
+/// Moves a device's unspent fee credits from its old key's account to its new one when its
+/// owner rotates the key: the credits belong to the device (granted once per VID at setup),
+/// not to a key, and still never reach any other account. Returns the amount moved.
+///
+/// # Errors
+/// [`LedgerError`] if the state fails or the new account's credits would overflow.
+pub fn move_device_credits(
+    state: &mut Pending<'_>,
+    from: &AccountAddress,
+    to: &AccountAddress,
+) -> Result<Amount, LedgerError> {
+    if from == to {
+        return Ok(Amount::ZERO);
+    }
+    let mut old = account(state, from)?;
+    let moved = old.credits;
+    if moved == Amount::ZERO {
+        return Ok(moved);
+    }
+    let mut new = account(state, to)?;
+    new.credits = new
+        .credits
+        .checked_add(moved)
+        .ok_or(LedgerError::Token(tokenomics::Error::AboveCap))?;
+    old.credits = Amount::ZERO;
+    put_account(state, from, &old)?;
+    put_account(state, to, &new)?;
+    Ok(moved)
+}
+
 /// The minimum fee of a transaction billing `op`: the base fee plus the operation's fee.
 ///
 /// # Errors

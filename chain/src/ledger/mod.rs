@@ -37,6 +37,7 @@
 //! | `reg/k/` | registry | device account (20 bytes) | VID bytes (device key → VID index) |
 //! | `reg/p/` | registry | VID bytes | [`registry::PoolRecord`] (setDup commitment) |
 //! | `reg/t/` | registry | address (20 bytes) ‖ encoded record key | [`registry::Attestation`] |
+//! | `reg/n/` | registry | address (20 bytes) | attestations under the address (`u64`, big-endian) |
 #![deny(
     clippy::unwrap_used,
     clippy::expect_used,

@@ -9,14 +9,23 @@
 //!   owner, which is what the pool exists to prevent; the owner's wallet recomputes the pool
 //!   from its keys and checks the commitment.
 //! - `Reset` rotates the device key (and agent, optionally the RSA key); only the current owner
-//!   may send it (the transaction's signature is the owner's signature).
+//!   may send it (the transaction's signature is the owner's signature). The device's unspent
+//!   fee credits move to the new key's account, so a reset device can go on reporting.
 //! - `Attest` records (address, key) → {dHash, size, format, placement commitment, writer,
 //!   height}. **Only the device's current key may attest** (the sender must be that key): a
 //!   device's puts must be signed by it, and the device pays with its own fee credits. An agent
 //!   relays the signed transaction but cannot sign in the device's place, so a compromised
 //!   agent cannot forge index entries. The device must have a pool valid at this height. The
 //!   same (address, key) can never be attested twice. The fee bills a put of `size` bytes
-//!   (or `metres`, on a mileage basis).
+//!   (or `metres`, on a mileage basis). Each attestation also bumps the address's count
+//!   (`reg/n/`), so a reader can check it was shown *every* record of an address: the tree
+//!   proves single keys, not ranges, and the count closes that gap.
+//! - `AttestOwn` is the wallet's own put (the brief's putWalKV): the same entry, at the
+//!   sender's own account as the address, written by the sender; no device is involved.
+//! - `PayRead` pays for a read of `addresses` addresses served by `agent`: the reader signs it
+//!   and hands it to the agent with the read request; the fee is the read fee per address
+//!   traversed ([`DataOp::Read`]), charged to the reader like any fee. It changes no registry
+//!   state; the agent serves the read once the transaction is admitted.
 #![deny(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -48,6 +57,10 @@ pub const DEVICE_KEY_PREFIX: &[u8] = b"reg/k/";
 pub const POOL_PREFIX: &[u8] = b"reg/p/";
 /// Prefix of attestations.
 pub const ATTESTATION_PREFIX: &[u8] = b"reg/t/";
+/// Prefix of per-address attestation counts.
+pub const ADDRESS_COUNT_PREFIX: &[u8] = b"reg/n/";
+/// Most addresses one `PayRead` pays for.
+pub const MAX_READ_ADDRESSES: u64 = 1 << 20;
 
 /// Longest VID.
 pub const MAX_VID_LEN: usize = 64;
@@ -79,6 +92,11 @@ pub fn pool_key(vid: &str) -> Vec<u8> {
 /// fixed length, so distinct pairs never share a key.
 pub fn attestation_key(address: &AccountAddress, record_key: &[u8]) -> Vec<u8> {
     key(ATTESTATION_PREFIX, &[&address.0, record_key])
+}
+
+/// The state key of the number of attestations under `address` (a big-endian `u64`).
+pub fn address_count_key(address: &AccountAddress) -> Vec<u8> {
+    key(ADDRESS_COUNT_PREFIX, &[&address.0])
 }
 
 /// A device as stored.
@@ -187,6 +205,28 @@ pub enum RegistryCall {
         /// Placement commitment.
         placement: Hash32,
     },
+    /// Attests a record the sender stores at its own account's address (the brief's putWalKV:
+    /// an owner's personal data, such as a VIN, uploaded from the wallet itself).
+    AttestOwn {
+        /// The record key, order-preserving encoding ([`RecordKey::encode`]).
+        #[serde(with = "primitives::bytes::base64")]
+        key: Vec<u8>,
+        /// The record's `dHash`.
+        dhash: Hash32,
+        /// Stored size in bytes.
+        size: u64,
+        /// The record's format (mandatory for wallet data).
+        format: String,
+        /// Placement commitment.
+        placement: Hash32,
+    },
+    /// Pays for a read of `addresses` addresses served by `agent` (the sender is the reader).
+    PayRead {
+        /// The agent serving the read.
+        agent: AccountAddress,
+        /// Addresses the read traverses.
+        addresses: u64,
+    },
 }
 
 mod opt_bytes {
@@ -259,6 +299,30 @@ pub fn attestations_at(
             Ok((record_key, entry))
         })
         .collect()
+}
+
+/// How many attestations `address` holds.
+///
+/// # Errors
+/// [`LedgerError`] if the state fails or the count is malformed.
+pub fn address_count(
+    view: &(impl StateView + ?Sized),
+    address: &AccountAddress,
+) -> Result<u64, LedgerError> {
+    decode_count(view.get(&address_count_key(address))?.as_deref())
+}
+
+/// Decodes an address count value (absent = 0).
+///
+/// # Errors
+/// [`LedgerError::Corrupt`] if it is not 8 bytes.
+pub fn decode_count(value: Option<&[u8]>) -> Result<u64, LedgerError> {
+    match value {
+        None => Ok(0),
+        Some(b) => <[u8; 8]>::try_from(b)
+            .map(u64::from_be_bytes)
+            .map_err(|_| LedgerError::Corrupt("address count is not 8 bytes".into())),
+    }
 }
 
 /// The VID whose current device key has account `device`.
@@ -338,6 +402,118 @@ fn key_unused(view: &(impl StateView + ?Sized), key: &PublicKey) -> Result<(), E
     Ok(())
 }
 
+/// The stateless checks of a put attestation and what it bills.
+fn check_put(key: &[u8], format: &str, size: u64, metres: u64) -> Result<CallInfo, Rejection> {
+    if key.is_empty() || key.len() > MAX_RECORD_KEY_LEN {
+        return Err(bad(format!(
+            "record key must be 1 to {MAX_RECORD_KEY_LEN} bytes"
+        )));
+    }
+    RecordKey::decode(key).map_err(|e| bad(format!("record key: {e}")))?;
+    if format.is_empty() || format.len() > MAX_FORMAT_LEN {
+        return Err(bad(format!("format must be 1 to {MAX_FORMAT_LEN} bytes")));
+    }
+    if size == 0 {
+        return Err(bad("an attested record has at least one byte"));
+    }
+    Ok(CallInfo {
+        data_op: Some(DataOp::Put {
+            bytes: size,
+            metres,
+        }),
+        extra_fee: tokenomics::Amount::ZERO,
+    })
+}
+
+/// Records the index entry of (`address`, `record_key`) and bumps the address's count; the
+/// same (address, key) is never attested twice.
+fn record_attestation(
+    state: &mut Pending<'_>,
+    address: &AccountAddress,
+    record_key: &[u8],
+    entry: &Attestation,
+) -> Result<(), ExecError> {
+    let k = attestation_key(address, record_key);
+    if state.get(&k)?.is_some() {
+        return Err(Rejection::new(
+            RejectCode::Duplicate,
+            "this (address, key) is already attested",
+        )
+        .into());
+    }
+    state.put_encoded(k, entry)?;
+    let count = address_count(state, address)?
+        .checked_add(1)
+        .ok_or_else(|| {
+            Rejection::new(RejectCode::Conflict, "address attestation count exhausted")
+        })?;
+    state.put(address_count_key(address), count.to_be_bytes().to_vec());
+    Ok(())
+}
+
+/// What a registry call costs and whether it is well formed, without any state: its data
+/// operation (billed by the fee schedule) and surcharge. Clients use it to compute the fee
+/// they offer; [`Registry`] uses it to admit transactions.
+///
+/// # Errors
+/// A [`Rejection`] for a malformed call.
+pub fn call_info(
+    call: &RegistryCall,
+    device_setup_fee: tokenomics::Amount,
+) -> Result<CallInfo, Rejection> {
+    match call {
+        RegistryCall::Setup { vid, rsa_spki, .. } => {
+            check_vid(vid)?;
+            check_rsa(rsa_spki)?;
+            Ok(CallInfo {
+                data_op: None,
+                extra_fee: device_setup_fee,
+            })
+        }
+        RegistryCall::SetDup { vid, size, .. } => {
+            check_vid(vid)?;
+            if *size == 0 {
+                return Err(bad("an address pool needs at least one address"));
+            }
+            Ok(CallInfo::default())
+        }
+        RegistryCall::Reset { vid, rsa_spki, .. } => {
+            check_vid(vid)?;
+            if let Some(spki) = rsa_spki {
+                check_rsa(spki)?;
+            }
+            Ok(CallInfo::default())
+        }
+        RegistryCall::Attest {
+            vid,
+            key,
+            size,
+            metres,
+            format,
+            ..
+        } => {
+            check_vid(vid)?;
+            check_put(key, format, *size, *metres)
+        }
+        RegistryCall::AttestOwn {
+            key, size, format, ..
+        } => check_put(key, format, *size, 0),
+        RegistryCall::PayRead { addresses, .. } => {
+            if *addresses == 0 || *addresses > MAX_READ_ADDRESSES {
+                return Err(bad(format!(
+                    "a read pays for 1 to {MAX_READ_ADDRESSES} addresses"
+                )));
+            }
+            Ok(CallInfo {
+                data_op: Some(DataOp::Read {
+                    addresses: *addresses,
+                }),
+                extra_fee: tokenomics::Amount::ZERO,
+            })
+        }
+    }
+}
+
 /// The registry module.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Registry;
@@ -413,9 +589,13 @@ impl Registry {
                 if dk != rec.device_key {
                     key_unused(state, &dk)?;
                 }
-                state.delete(device_index_key(&AccountAddress::from_public_key(
-                    &rec.device_key,
-                )));
+                let old_account = AccountAddress::from_public_key(&rec.device_key);
+                state.delete(device_index_key(&old_account));
+                bank::move_device_credits(
+                    state,
+                    &old_account,
+                    &AccountAddress::from_public_key(&dk),
+                )?;
                 state.put(
                     device_index_key(&AccountAddress::from_public_key(&dk)),
                     vid.clone().into_bytes(),
@@ -467,14 +647,6 @@ impl Registry {
                     )
                     .into());
                 }
-                let k = attestation_key(&address, &record_key);
-                if state.get(&k)?.is_some() {
-                    return Err(Rejection::new(
-                        RejectCode::Duplicate,
-                        "this (address, key) is already attested",
-                    )
-                    .into());
-                }
                 let entry = Attestation {
                     dhash,
                     size,
@@ -483,8 +655,26 @@ impl Registry {
                     writer: ctx.sender,
                     height,
                 };
-                state.put_encoded(k, &entry)?;
+                record_attestation(state, &address, &record_key, &entry)?;
             }
+            RegistryCall::AttestOwn {
+                key: record_key,
+                dhash,
+                size,
+                format,
+                placement,
+            } => {
+                let entry = Attestation {
+                    dhash,
+                    size,
+                    format,
+                    placement,
+                    writer: ctx.sender,
+                    height,
+                };
+                record_attestation(state, &ctx.sender, &record_key, &entry)?;
+            }
+            RegistryCall::PayRead { .. } => {}
         }
         Ok(())
     }
@@ -504,66 +694,17 @@ impl Module for Registry {
     }
 
     fn check_call(&self, ctx: &TxContext<'_>) -> Result<CallInfo, Rejection> {
-        match Self::call(ctx)? {
-            RegistryCall::Setup { vid, rsa_spki, .. } => {
-                check_vid(&vid)?;
-                check_rsa(&rsa_spki)?;
-                Ok(CallInfo {
-                    data_op: None,
-                    extra_fee: ctx.params.device_setup_fee,
-                })
-            }
-            RegistryCall::SetDup { vid, size, .. } => {
-                check_vid(&vid)?;
-                if size == 0 {
-                    return Err(bad("an address pool needs at least one address"));
-                }
-                Ok(CallInfo::default())
-            }
-            RegistryCall::Reset { vid, rsa_spki, .. } => {
-                check_vid(&vid)?;
-                if let Some(spki) = rsa_spki {
-                    check_rsa(&spki)?;
-                }
-                Ok(CallInfo::default())
-            }
-            RegistryCall::Attest {
-                vid,
-                key,
-                size,
-                metres,
-                format,
-                ..
-            } => {
-                check_vid(&vid)?;
-                if key.is_empty() || key.len() > MAX_RECORD_KEY_LEN {
-                    return Err(bad(format!(
-                        "record key must be 1 to {MAX_RECORD_KEY_LEN} bytes"
-                    )));
-                }
-                RecordKey::decode(&key).map_err(|e| bad(format!("record key: {e}")))?;
-                if format.is_empty() || format.len() > MAX_FORMAT_LEN {
-                    return Err(bad(format!("format must be 1 to {MAX_FORMAT_LEN} bytes")));
-                }
-                if size == 0 {
-                    return Err(bad("an attested record has at least one byte"));
-                }
-                Ok(CallInfo {
-                    data_op: Some(DataOp::Put {
-                        bytes: size,
-                        metres,
-                    }),
-                    extra_fee: tokenomics::Amount::ZERO,
-                })
-            }
-        }
+        call_info(&Self::call(ctx)?, ctx.params.device_setup_fee)
     }
 
     fn conflict_key(&self, ctx: &TxContext<'_>) -> Option<Vec<u8>> {
         match Self::call(ctx).ok()? {
             RegistryCall::Attest { address, key, .. } => Some(attestation_key(&address, &key)),
+            RegistryCall::AttestOwn { key, .. } => Some(attestation_key(&ctx.sender, &key)),
             RegistryCall::Setup { vid, .. } => Some(device_key(&vid)),
-            RegistryCall::SetDup { .. } | RegistryCall::Reset { .. } => None,
+            RegistryCall::SetDup { .. }
+            | RegistryCall::Reset { .. }
+            | RegistryCall::PayRead { .. } => None,
         }
     }
 

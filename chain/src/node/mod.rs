@@ -17,6 +17,7 @@
 
 pub mod app;
 pub mod net;
+pub mod query;
 pub mod store;
 pub mod sync;
 
@@ -244,6 +245,8 @@ pub struct NodeHandle {
     pub listen: SocketAddr,
     /// Our validator address.
     pub address: ValidatorAddress,
+    /// The store and mempool, for read-only queries (state with proofs, headers, nonces).
+    pub shared: Arc<Shared>,
 }
 
 impl NodeHandle {
@@ -353,7 +356,7 @@ pub fn start(
         ctx,
         instance: cfg.instance,
         cfg,
-        shared,
+        shared: shared.clone(),
         driver,
         app,
         cstore,
@@ -371,6 +374,7 @@ pub fn start(
             commits,
             listen,
             address,
+            shared,
         },
         task,
     ))

@@ -105,7 +105,7 @@ pub enum WireMsg {
         decisions: Vec<Decision<ChainContext>>,
     },
     /// A transaction for the mempool.
-    Tx(Vec<u8>),
+    Tx(#[serde(with = "primitives::bytes::base64")] Vec<u8>),
 }
 
 /// The first frame on a connection: who the sender is, bound to this TLS session.
