@@ -97,6 +97,24 @@ fn owner_with_cars(net: &Devnet, work: &Path, vids: &[&str]) -> (String, Vec<Str
     (netfile, provisions)
 }
 
+/// `device --json put` of one record file.
+fn device_put(work: &Path, provision: &str, netfile: &str, record: &str) -> Output {
+    run(
+        "device",
+        work,
+        &[
+            "--json",
+            "put",
+            "--provision",
+            provision,
+            "--network",
+            netfile,
+            "--record",
+            record,
+        ],
+    )
+}
+
 fn wallet(work: &Path, netfile: &str, args: &[&str]) -> Output {
     let mut all = vec!["--data-dir", "owner", "--network", netfile, "--json"];
     all.extend_from_slice(args);
@@ -113,23 +131,7 @@ fn a_car_puts_the_brief_s_records_and_the_owner_reads_them_back_verified() {
     let seeds = seed_records();
     for (i, name) in [(0, "trip.json"), (1, "carvio.json")] {
         std::fs::write(w.join(name), seed_record_json(i)).unwrap();
-        let put = json(
-            &run(
-                "device",
-                w,
-                &[
-                    "--json",
-                    "put",
-                    "--provision",
-                    prov,
-                    "--network",
-                    &netfile,
-                    "--record",
-                    name,
-                ],
-            ),
-            "device put",
-        );
+        let put = json(&device_put(w, prov, &netfile, name), "device put");
         assert_eq!(put["outcome"], "attested", "{put}");
     }
 
@@ -218,20 +220,7 @@ fn a_car_puts_the_brief_s_records_and_the_owner_reads_them_back_verified() {
 
     // Re-putting the same record is idempotent; other content under the same key is refused.
     let again = json(
-        &run(
-            "device",
-            w,
-            &[
-                "--json",
-                "put",
-                "--provision",
-                prov,
-                "--network",
-                &netfile,
-                "--record",
-                "trip.json",
-            ],
-        ),
+        &device_put(w, prov, &netfile, "trip.json"),
         "device put again",
     );
     assert_eq!(again["outcome"], "already_attested", "{again}");

@@ -32,6 +32,14 @@ struct Ctx {
     verifier: Verifier,
 }
 
+/// A put of one record.
+fn one(key: &[u8], cells: gateway::proto::Cells) -> Vec<PutRecord> {
+    vec![PutRecord {
+        key: Blob(key.to_vec()),
+        cells,
+    }]
+}
+
 fn account(k: &SecretKey) -> AccountAddress {
     AccountAddress::from_public_key(&k.public_key(SECP256K1))
 }
@@ -141,13 +149,7 @@ fn the_data_path_refuses_every_way_to_cheat() {
         let key = record.key().encode();
         let (roots, durable, _) = ctx
             .client
-            .put(
-                &addr_text,
-                vec![PutRecord {
-                    key: Blob(key.clone()),
-                    cells: cells_out.clone(),
-                }],
-            )
+            .put(&addr_text, one(&key, cells_out.clone()))
             .await
             .unwrap();
         assert!(
@@ -292,13 +294,7 @@ fn the_data_path_refuses_every_way_to_cheat() {
         .unwrap();
         let conflict = ctx
             .client
-            .put(
-                &addr_text,
-                vec![PutRecord {
-                    key: Blob(key.clone()),
-                    cells: cells::to_cells(&resealed).unwrap(),
-                }],
-            )
+            .put(&addr_text, one(&key, cells::to_cells(&resealed).unwrap()))
             .await;
         assert!(
             matches!(
@@ -313,13 +309,7 @@ fn the_data_path_refuses_every_way_to_cheat() {
         // The same bytes again are an idempotent retry.
         let again = ctx
             .client
-            .put(
-                &addr_text,
-                vec![PutRecord {
-                    key: Blob(key.clone()),
-                    cells: cells_out.clone(),
-                }],
-            )
+            .put(&addr_text, one(&key, cells_out.clone()))
             .await
             .unwrap();
         assert_eq!(again.0, roots);
@@ -327,13 +317,7 @@ fn the_data_path_refuses_every_way_to_cheat() {
         // Malformed and mis-bound requests get a clear error and the agent keeps serving.
         let bad_addr = ctx
             .client
-            .put(
-                "not-an-address",
-                vec![PutRecord {
-                    key: Blob(key.clone()),
-                    cells: cells_out.clone(),
-                }],
-            )
+            .put("not-an-address", one(&key, cells_out.clone()))
             .await;
         assert!(matches!(
             bad_addr,
@@ -345,13 +329,7 @@ fn the_data_path_refuses_every_way_to_cheat() {
         let other_addr = account(&intruder).to_bech32(network);
         let misbound = ctx
             .client
-            .put(
-                &other_addr,
-                vec![PutRecord {
-                    key: Blob(key.clone()),
-                    cells: cells_out.clone(),
-                }],
-            )
+            .put(&other_addr, one(&key, cells_out.clone()))
             .await;
         assert!(matches!(
             misbound,
