@@ -1129,3 +1129,37 @@ fn execution_skips_only_the_signatures_the_caller_already_verified() {
         .unwrap();
     assert_eq!(plain, cached);
 }
+
+#[test]
+fn a_node_reports_double_sign_evidence_as_a_transaction_the_ledger_admits() {
+    let mut net = Net::new(4);
+    net.block(&[]);
+    net.block(&[]);
+    let ev = double_sign(&net, 3, 2);
+    let offender = *ev.offender();
+    // Validator 0's node found it: the report is signed by its key and paid by its account.
+    let tx = chain::node::evidence::evidence_transaction(&net.state, &vkey(0), &ev, None).unwrap();
+    let info = net.ledger.check_tx(&net.state, &tx).unwrap();
+    assert_eq!(info.sender, addr(&vkey(0)));
+    assert_eq!(info.fee, info.min_fee);
+    // With transactions of its own pending, the report takes the next nonce after them.
+    let later = chain::node::evidence::evidence_transaction(
+        &net.state,
+        &vkey(0),
+        &ev,
+        Some(info.nonce + 3),
+    )
+    .unwrap();
+    assert_eq!(
+        net.ledger.check_tx(&net.state, &later).unwrap().nonce,
+        info.nonce + 3
+    );
+    let out = net.block(&[tx]);
+    assert!(out.receipts[0].succeeded(), "{:?}", out.receipts);
+    assert!(
+        staking::validator(&net.state, &offender)
+            .unwrap()
+            .unwrap()
+            .tombstoned
+    );
+}

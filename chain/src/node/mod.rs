@@ -16,6 +16,7 @@
 )]
 
 pub mod app;
+pub mod evidence;
 pub mod net;
 pub mod query;
 pub mod store;
@@ -23,7 +24,7 @@ pub mod sync;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use primitives::hash::Hash32;
@@ -38,13 +39,14 @@ use self::store::{ChainStore, StoreError, TreeDelta};
 use crate::block::{BlockHash, ChainContext};
 use crate::consensus::secp::{self, ValidatorAddress};
 use crate::consensus::{
-    ConsensusError, ConsensusMessage, Decision, Driver, Effect, Input, InstanceId, Params, Signer,
-    Timeout, TimeoutConfig, ValidatorSet,
+    ConsensusError, ConsensusMessage, Decision, Driver, Effect, Evidence, Input, InstanceId,
+    Params, Signer, Timeout, TimeoutConfig, ValidatorSet,
 };
 use crate::ledger::{Genesis, Ledger, RejectCode, Rejection};
 use crate::mempool::{Mempool, MempoolConfig};
 use crate::state::smt;
 use crate::state::WriteSet;
+use crate::tx::AccountAddress;
 
 /// Why the node stopped or could not start.
 #[derive(Debug, thiserror::Error)]
@@ -366,6 +368,7 @@ pub fn start(
         sync: sync::SyncState::default(),
         refused: 0,
         regossip: ProposalRegossip::default(),
+        secret,
     };
     let task = tokio::spawn(node.run(net_rx, cmd_rx, internal_rx));
     Ok((
@@ -394,6 +397,7 @@ struct Node {
     sync: sync::SyncState,
     refused: u64,
     regossip: ProposalRegossip,
+    secret: SecretKey,
 }
 
 /// Most relayed transactions waiting for the node task; more are dropped (gossip is best
@@ -612,7 +616,8 @@ impl Node {
                 }
                 Effect::Decided(d) => self.on_decided(&d),
                 Effect::Evidence(e) => {
-                    tracing::warn!(offender = %e.offender(), "double-sign evidence");
+                    tracing::warn!(offender = %e.offender(), "double-sign evidence: reporting it");
+                    self.report_evidence(&e);
                 }
                 Effect::SigningRefused {
                     height,
@@ -627,6 +632,29 @@ impl Node {
                     );
                 }
             }
+        }
+    }
+
+    /// Submits `e` as a staking transaction signed by this node's key and gossips it.
+    fn report_evidence(&mut self, e: &Evidence<ChainContext>) {
+        let account = AccountAddress::from_public_key(&self.secret.public_key(SECP256K1));
+        let pending = self
+            .shared
+            .mempool
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pending_next_nonce(&account);
+        let submitted =
+            evidence::evidence_transaction(self.shared.store.as_ref(), &self.secret, e, pending)
+                .and_then(|tx| self.shared.submit(tx, true));
+        match submitted {
+            Ok((hash, gossip)) => {
+                tracing::info!(tx = %hex::encode(hash), "evidence submitted");
+                for tx in gossip {
+                    self.net.broadcast(&WireMsg::Tx(tx));
+                }
+            }
+            Err(r) => tracing::warn!(reason = %r, "evidence could not be submitted"),
         }
     }
 
