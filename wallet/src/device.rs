@@ -966,18 +966,10 @@ impl DeviceClient {
                 self.spool.store(&entry)?;
             }
             let action = match self.gateway.submit(tx, self.policy.submit_wait).await {
-                Ok((_, Some(height))) => {
-                    self.spool.remove(&entry)?;
-                    let a = Attestation {
-                        dhash: entry.dhash,
-                        size: entry.size,
-                        format: entry.format.clone(),
-                        placement: root,
-                        writer: self.device.account,
-                        height,
-                    };
-                    return Ok(PutOutcome::Attested(self.receipt(&entry, &a, true, fee)));
-                }
+                // In a block is not yet in the index: a transaction can be included and still
+                // fail (a pool that expired meanwhile, a racing copy). Only the proven entry
+                // acknowledges the put.
+                Ok((_, Some(_))) => SubmitAction::CheckAttestation,
                 Ok((_, None)) => SubmitAction::WaitAndCheck,
                 Err(e) => {
                     let action = classify_submit_error(&e);
