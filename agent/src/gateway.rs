@@ -189,6 +189,11 @@ fn storage_error(e: &KvsError) -> Response {
     }
 }
 
+/// The column names of a projection, as the cluster takes them (`None`: every column).
+fn projection(columns: Option<&[String]>) -> Option<Vec<&str>> {
+    columns.map(|v| v.iter().map(String::as_str).collect())
+}
+
 fn to_cells(raw: std::collections::BTreeMap<String, Vec<u8>>) -> Cells {
     raw.into_iter().map(|(k, v)| (k, Blob(v))).collect()
 }
@@ -260,6 +265,13 @@ impl Gateway {
             }
             Err(r) => refuse(format!("the payment was refused: {r}")),
         }
+    }
+
+    /// What every read checks before touching storage: an address of this network, and a
+    /// payment for one address that the node admits.
+    async fn paid_read(&self, address: &str, payment: &Blob) -> Result<(), Response> {
+        self.address(address)?;
+        self.check_payment(&payment.0, 1).await
     }
 
     async fn submit(&self, tx: Vec<u8>, wait_ms: u32) -> Response {
@@ -373,18 +385,13 @@ impl Gateway {
         columns: Option<Vec<String>>,
         payment: Blob,
     ) -> Response {
-        if let Err(r) = self.address(&address) {
-            return r;
-        }
-        if let Err(r) = self.check_payment(&payment.0, 1).await {
+        if let Err(r) = self.paid_read(&address, &payment).await {
             return r;
         }
         let res = self
             .storage
             .run(move |c| {
-                let cols: Option<Vec<&str>> = columns
-                    .as_ref()
-                    .map(|v| v.iter().map(String::as_str).collect());
+                let cols = projection(columns.as_deref());
                 c.get(&address, &key.0, cols.as_deref(), &mut ReadStats::default())
             })
             .await;
@@ -409,24 +416,19 @@ impl Gateway {
         limit: u32,
         payment: Blob,
     ) -> Response {
-        if let Err(r) = self.address(&address) {
-            return r;
-        }
         if limit == 0 || limit > MAX_SCAN_ROWS {
             return err(
                 ErrorCode::BadRequest,
                 format!("a scan returns 1 to {MAX_SCAN_ROWS} rows"),
             );
         }
-        if let Err(r) = self.check_payment(&payment.0, 1).await {
+        if let Err(r) = self.paid_read(&address, &payment).await {
             return r;
         }
         let res = self
             .storage
             .run(move |c| {
-                let cols: Option<Vec<&str>> = columns
-                    .as_ref()
-                    .map(|v| v.iter().map(String::as_str).collect());
+                let cols = projection(columns.as_deref());
                 c.scan(
                     &address,
                     &start.0,
