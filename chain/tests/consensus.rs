@@ -1198,6 +1198,79 @@ mod driver {
         )));
         assert!(broadcasts(&e).is_empty());
     }
+
+    /// A store that notes how many inputs its log held each time a signature was authorized.
+    #[derive(Default)]
+    struct Recording {
+        inner: MemoryStore<SimContext>,
+        logged_at_signing: Vec<(SignStep, usize)>,
+    }
+    impl chain::consensus::ConsensusStore<SimContext> for Recording {
+        fn authorize_signing(
+            &mut self,
+            height: u64,
+            round: Round,
+            step: SignStep,
+            sign_bytes: &[u8],
+        ) -> Result<(), chain::consensus::ConsensusError> {
+            self.logged_at_signing.push((step, self.inner.wal.len()));
+            self.inner
+                .authorize_signing(height, round, step, sign_bytes)
+        }
+        fn append_input(&mut self, input: &Input<SimContext>) {
+            self.inner.append_input(input);
+        }
+        fn commit(&mut self, decision: &chain::consensus::Decision<SimContext>) {
+            self.inner.commit(decision);
+        }
+    }
+
+    /// The node's log append is not fsynced by itself; what makes it durable is the synced guard
+    /// write that precedes every signature. That only holds if the input a vote answers is
+    /// appended before the vote is authorized.
+    #[test]
+    fn every_input_a_vote_answers_is_logged_before_the_vote_is_signed() {
+        let net = net(&[10, 10, 10, 10]);
+        let me = net.proposer(0);
+        let key = Key(net.keys[me], net.addrs[me]);
+        let mut store = Recording::default();
+        let mut d = Driver::new(SimContext, Params::new(I), key, 1, net.set.clone());
+        let first = broadcasts(&d.start(&mut App, &mut store));
+        let value = match &first[0] {
+            ConsensusMessage::Proposal(p) => p.proposal.value.clone(),
+            ConsensusMessage::Vote(_) => unreachable!(),
+        };
+        assert_eq!(
+            store.logged_at_signing,
+            vec![(SignStep::Propose, 0), (SignStep::Prevote, 0)]
+        );
+        let o = others(&net, me);
+        let mut accepted = 0;
+        for kind in [VoteType::Prevote, VoteType::Precommit] {
+            for x in &o[..2] {
+                let signed_before = store.logged_at_signing.len();
+                d.handle(
+                    Input::Vote(net.vote(*x, 0, kind, Some(id(&value)))),
+                    &mut App,
+                    &mut store,
+                )
+                .unwrap();
+                accepted += 1;
+                for &(s, logged) in &store.logged_at_signing[signed_before..] {
+                    assert_eq!(
+                        logged, accepted,
+                        "{s:?} authorized with {logged} of {accepted} inputs logged"
+                    );
+                }
+            }
+        }
+        // The second prevote completed a quorum: our precommit answered it.
+        assert_eq!(
+            store.logged_at_signing.last(),
+            Some(&(SignStep::Precommit, 2))
+        );
+        assert_eq!(store.inner.decisions.len(), 1);
+    }
 }
 
 #[test]

@@ -522,7 +522,8 @@ pub enum SubmitAction {
     WaitAndCheck,
     /// The nonce was taken meanwhile: read it again and re-sign.
     RenewNonce,
-    /// No agent answered: back off and retry the step.
+    /// No agent answered, or the chain is congested (its mempool is full, which is the
+    /// network's back-pressure): back off and retry the step.
     RetryTransport,
     /// Anything else: the put fails.
     Fail,
@@ -535,6 +536,9 @@ pub fn classify_submit_error(e: &GatewayError) -> SubmitAction {
     }
     if e.is_rejection("nonce_too_low") || e.is_rejection("nonce_too_high") {
         return SubmitAction::RenewNonce;
+    }
+    if e.is_rejection("mempool_full") {
+        return SubmitAction::RetryTransport;
     }
     match e {
         GatewayError::Unreachable(_) => SubmitAction::RetryTransport,
@@ -1762,6 +1766,10 @@ mod tests {
             (rejected("nonce_too_low: expected 4, got 3"), RenewNonce),
             (rejected("insufficient_funds: no fee credits"), Fail),
             (rejected("unauthorized: only the current device key"), Fail),
+            (
+                rejected("mempool_full: 100000 pending and nothing cheaper to evict"),
+                RetryTransport,
+            ),
             (
                 GatewayError::Unreachable("a: refused".into()),
                 RetryTransport,

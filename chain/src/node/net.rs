@@ -8,6 +8,13 @@
 //! a size limit. Every configured peer address is dialled and redialled with exponential
 //! backoff; inbound connections are accepted from anyone (non-validators may sync and submit
 //! transactions; the node refuses their consensus traffic).
+//!
+//! One connection per pair of nodes: when both dial each other, both keep the connection
+//! dialled by the lower address and close the other with [`CLOSE_DUPLICATE`]; a dialler whose
+//! connection was the duplicate waits until the pair is disconnected before dialling again.
+//! Each process signs a random session number into its hello, so a connection from a restarted
+//! peer (a new session) replaces the old ones at once instead of being taken for a duplicate
+//! of a connection that is dead but not yet timed out.
 #![deny(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -64,7 +71,15 @@ pub enum NetError {
     /// A message did not encode or decode.
     #[error("codec: {0}")]
     Codec(#[from] codec::CodecError),
+    /// We already hold the connection this pair keeps; this one was closed.
+    #[error("duplicate connection to {0}")]
+    Duplicate(ValidatorAddress),
 }
+
+/// QUIC application close code of a connection dropped because the pair keeps another one.
+pub const CLOSE_DUPLICATE: u32 = 1;
+/// QUIC application close code of a connection from a peer's earlier session.
+pub const CLOSE_STALE: u32 = 2;
 
 /// Everything nodes say to each other.
 // Messages live briefly between decoding and handling; boxing the common consensus variant
@@ -115,20 +130,24 @@ pub struct Hello {
     pub chain_id: String,
     /// Compressed secp256k1 public key.
     pub public_key: Vec<u8>,
+    /// Random per process start: tells a restarted peer from a second connection.
+    pub session: u64,
     /// Compact ECDSA signature over [`hello_digest`].
     pub signature: Vec<u8>,
 }
 
-/// What a hello signs: chain id, key and the session's exported keying material.
+/// What a hello signs: chain id, key, process session and the TLS session's exported keying
+/// material.
 ///
 /// # Errors
 /// Encoding failure (a chain id too long for the codec).
 pub fn hello_digest(
     chain_id: &str,
     public_key: &[u8],
+    session: u64,
     exporter: &[u8; 32],
 ) -> Result<[u8; 32], NetError> {
-    let bytes = codec::to_vec(&(chain_id, public_key, exporter))?;
+    let bytes = codec::to_vec(&(chain_id, public_key, session, exporter))?;
     Ok(hash(HELLO_DOMAIN, &bytes))
 }
 
@@ -152,7 +171,7 @@ pub fn verify_hello(
         .map_err(|_| NetError::Handshake("malformed public key".into()))?;
     let sig = Signature::from_compact(&hello.signature)
         .map_err(|_| NetError::Handshake("malformed signature".into()))?;
-    let digest = hello_digest(chain_id, &hello.public_key, exporter)?;
+    let digest = hello_digest(chain_id, &hello.public_key, hello.session, exporter)?;
     SECP256K1
         .verify_ecdsa(&Message::from_digest(digest), &sig, &key)
         .map_err(|_| NetError::Handshake("hello signature does not verify".into()))?;
@@ -166,10 +185,11 @@ pub fn verify_hello(
 pub fn make_hello(
     secret: &SecretKey,
     chain_id: &str,
+    session: u64,
     exporter: &[u8; 32],
 ) -> Result<Hello, NetError> {
     let public_key = secret.public_key(SECP256K1).serialize().to_vec();
-    let digest = hello_digest(chain_id, &public_key, exporter)?;
+    let digest = hello_digest(chain_id, &public_key, session, exporter)?;
     let signature = SECP256K1
         .sign_ecdsa(&Message::from_digest(digest), secret)
         .serialize_compact()
@@ -177,6 +197,7 @@ pub fn make_hello(
     Ok(Hello {
         chain_id: chain_id.to_string(),
         public_key,
+        session,
         signature,
     })
 }
@@ -259,13 +280,26 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// One authenticated connection to a peer.
+struct Link {
+    conn: quinn::Connection,
+    /// Dialled by the lower of the two addresses: the connection the pair keeps.
+    kept: bool,
+    /// The peer's process session (from its hello).
+    session: u64,
+}
+
 struct Inner {
     endpoint: quinn::Endpoint,
     secret: SecretKey,
     me: PeerId,
+    session: u64,
     chain_id: String,
     max_frame: usize,
-    conns: Mutex<HashMap<ValidatorAddress, Vec<quinn::Connection>>>,
+    conns: Mutex<HashMap<ValidatorAddress, Vec<Link>>>,
+    /// Signalled whenever a connection goes away.
+    disconnected: tokio::sync::Notify,
+    closed: std::sync::atomic::AtomicBool,
     events: mpsc::Sender<(PeerId, WireMsg)>,
     tx_streams: Arc<tokio::sync::Semaphore>,
     tx_dropped: std::sync::atomic::AtomicU64,
@@ -316,9 +350,12 @@ impl Network {
             endpoint,
             secret,
             me,
+            session: rand::random(),
             chain_id: cfg.chain_id.clone(),
             max_frame: cfg.max_frame,
             conns: Mutex::new(HashMap::new()),
+            disconnected: tokio::sync::Notify::new(),
+            closed: std::sync::atomic::AtomicBool::new(false),
             events,
             tx_streams: Arc::new(tokio::sync::Semaphore::new(TX_GOSSIP_STREAMS)),
             tx_dropped: std::sync::atomic::AtomicU64::new(0),
@@ -344,6 +381,23 @@ impl Network {
     /// The socket's address cannot be read.
     pub fn local_addr(&self) -> Result<SocketAddr, NetError> {
         Ok(self.inner.endpoint.local_addr()?)
+    }
+
+    /// Closes every connection and stops dialling (the endpoint cannot be used again).
+    pub fn close(&self) {
+        self.inner
+            .closed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.inner.endpoint.close(0u32.into(), b"shutdown");
+    }
+
+    /// For each connected peer, whether each connection held to it is the one the pair keeps
+    /// (`[true]` once a pair has settled).
+    pub fn connections(&self) -> HashMap<ValidatorAddress, Vec<bool>> {
+        lock(&self.inner.conns)
+            .iter()
+            .map(|(a, links)| (*a, links.iter().map(|l| l.kept).collect()))
+            .collect()
     }
 
     /// Addresses of currently connected peers.
@@ -384,7 +438,14 @@ impl Network {
         let targets: Vec<quinn::Connection> = lock(&self.inner.conns)
             .iter()
             .filter(|(a, _)| pick(a))
-            .filter_map(|(_, cs)| cs.last().cloned())
+            .filter_map(|(_, links)| {
+                links
+                    .iter()
+                    .rev()
+                    .find(|l| l.kept)
+                    .or(links.last())
+                    .map(|l| l.conn.clone())
+            })
             .collect();
         for conn in targets {
             let permit = if is_tx {
@@ -424,7 +485,7 @@ impl Network {
             tokio::spawn(async move {
                 match incoming.await {
                     Ok(conn) => {
-                        if let Err(e) = me.serve(conn).await {
+                        if let Err(e) = me.serve(conn, false).await {
                             tracing::debug!(error = %e, "inbound peer dropped");
                         }
                     }
@@ -445,45 +506,109 @@ impl Network {
                     .map_err(|e| NetError::Handshake(e.to_string()))?
                     .await
                     .map_err(|e| NetError::Handshake(e.to_string()))?;
-                self.serve(conn).await
+                self.serve(conn, true).await
             };
+            if self.is_closed() {
+                return;
+            }
             match attempt.await {
                 Err(NetError::Handshake(why)) if why == "self" => return,
                 Ok(()) => backoff = Duration::from_millis(100),
+                Err(NetError::Duplicate(peer)) => {
+                    // The pair keeps the peer's connection: dial again only once it is gone.
+                    self.wait_disconnected(&peer).await;
+                    backoff = Duration::from_millis(100);
+                    continue;
+                }
                 Err(e) => tracing::debug!(%addr, error = %e, "peer connection failed"),
+            }
+            if self.is_closed() {
+                return;
             }
             tokio::time::sleep(backoff).await;
             backoff = backoff.saturating_mul(2).min(MAX_BACKOFF);
         }
     }
 
-    /// Authenticates a connection, registers it and reads its messages until it closes.
-    async fn serve(&self, conn: quinn::Connection) -> Result<(), NetError> {
-        let peer = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.handshake(&conn))
+    fn is_closed(&self) -> bool {
+        self.inner.closed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    async fn wait_disconnected(&self, peer: &ValidatorAddress) {
+        loop {
+            let gone = self.inner.disconnected.notified();
+            if !lock(&self.inner.conns).contains_key(peer) || self.is_closed() {
+                return;
+            }
+            gone.await;
+        }
+    }
+
+    /// Authenticates a connection, registers it (or closes it as a duplicate) and reads its
+    /// messages until it closes.
+    async fn serve(&self, conn: quinn::Connection, dialled: bool) -> Result<(), NetError> {
+        let (peer, session) = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.handshake(&conn))
             .await
             .map_err(|_| NetError::Handshake("timed out".into()))??;
         if peer.address == self.inner.me.address {
             conn.close(0u32.into(), b"self");
             return Err(NetError::Handshake("self".into()));
         }
-        tracing::debug!(peer = %peer.address, remote = %conn.remote_address(), "peer connected");
-        lock(&self.inner.conns)
-            .entry(peer.address)
-            .or_default()
-            .push(conn.clone());
+        let kept = dialled == (self.inner.me.address < peer.address);
+        self.register(&conn, peer, kept, session)?;
+        tracing::debug!(peer = %peer.address, remote = %conn.remote_address(), kept, "peer connected");
         let result = self.read_loop(&conn, peer).await;
         let id = conn.stable_id();
-        let mut conns = lock(&self.inner.conns);
-        if let Some(list) = conns.get_mut(&peer.address) {
-            list.retain(|c| c.stable_id() != id);
-            if list.is_empty() {
-                conns.remove(&peer.address);
+        {
+            let mut conns = lock(&self.inner.conns);
+            if let Some(list) = conns.get_mut(&peer.address) {
+                list.retain(|l| l.conn.stable_id() != id);
+                if list.is_empty() {
+                    conns.remove(&peer.address);
+                }
             }
         }
+        self.inner.disconnected.notify_waiters();
         result
     }
 
-    async fn handshake(&self, conn: &quinn::Connection) -> Result<PeerId, NetError> {
+    /// Adds a connection to `peer` under the one-connection-per-pair rule (module doc).
+    fn register(
+        &self,
+        conn: &quinn::Connection,
+        peer: PeerId,
+        kept: bool,
+        session: u64,
+    ) -> Result<(), NetError> {
+        let mut conns = lock(&self.inner.conns);
+        let list = conns.entry(peer.address).or_default();
+        list.retain(|l| {
+            if l.session == session {
+                return true;
+            }
+            l.conn.close(CLOSE_STALE.into(), b"peer restarted");
+            false
+        });
+        if !kept && list.iter().any(|l| l.kept) {
+            drop(conns);
+            conn.close(CLOSE_DUPLICATE.into(), b"duplicate");
+            return Err(NetError::Duplicate(peer.address));
+        }
+        if kept {
+            for l in list.iter() {
+                l.conn.close(CLOSE_DUPLICATE.into(), b"duplicate");
+            }
+            list.clear();
+        }
+        list.push(Link {
+            conn: conn.clone(),
+            kept,
+            session,
+        });
+        Ok(())
+    }
+
+    async fn handshake(&self, conn: &quinn::Connection) -> Result<(PeerId, u64), NetError> {
         let mut exporter = [0u8; 32];
         conn.export_keying_material(
             &mut exporter,
@@ -491,7 +616,12 @@ impl Network {
             self.inner.chain_id.as_bytes(),
         )
         .map_err(|_| NetError::Handshake("keying material export failed".into()))?;
-        let hello = make_hello(&self.inner.secret, &self.inner.chain_id, &exporter)?;
+        let hello = make_hello(
+            &self.inner.secret,
+            &self.inner.chain_id,
+            self.inner.session,
+            &exporter,
+        )?;
         let frame = encode_frame(KIND_HELLO, codec::to_vec(&hello)?, self.inner.max_frame)?;
         let send = async {
             let mut s = conn
@@ -518,7 +648,10 @@ impl Network {
                 return Err(NetError::Handshake("first frame is not a hello".into()));
             }
             let hello: Hello = codec::from_slice(&f.body)?;
-            verify_hello(&hello, &self.inner.chain_id, &exporter)
+            Ok((
+                verify_hello(&hello, &self.inner.chain_id, &exporter)?,
+                hello.session,
+            ))
         };
         let ((), peer) = tokio::try_join!(send, recv)?;
         Ok(peer)
@@ -528,6 +661,11 @@ impl Network {
         loop {
             let mut r = match conn.accept_uni().await {
                 Ok(r) => r,
+                Err(quinn::ConnectionError::ApplicationClosed(c))
+                    if c.error_code == CLOSE_DUPLICATE.into() =>
+                {
+                    return Err(NetError::Duplicate(peer.address));
+                }
                 Err(_) => return Ok(()),
             };
             let events = self.inner.events.clone();
@@ -560,12 +698,16 @@ mod tests {
     fn hellos_bind_key_chain_and_session() {
         let sk = SecretKey::from_slice(&[3; 32]).unwrap();
         let exporter = [5u8; 32];
-        let hello = make_hello(&sk, "c", &exporter).unwrap();
+        let hello = make_hello(&sk, "c", 77, &exporter).unwrap();
         let peer = verify_hello(&hello, "c", &exporter).unwrap();
         assert_eq!(peer.key, sk.public_key(SECP256K1));
         // Replayed on another session, or to another chain: refused.
         assert!(verify_hello(&hello, "c", &[6u8; 32]).is_err());
         assert!(verify_hello(&hello, "d", &exporter).is_err());
+        // The session is signed: a hello cannot pass for another process session.
+        let mut other_session = hello.clone();
+        other_session.session = 78;
+        assert!(verify_hello(&other_session, "c", &exporter).is_err());
         // A key swapped in without its signature: refused.
         let other = SecretKey::from_slice(&[4; 32]).unwrap();
         let mut forged = hello.clone();
@@ -629,6 +771,84 @@ mod tests {
         let (from, msg) = rx_b.recv().await.unwrap();
         assert_eq!(from, a.me());
         assert_eq!(msg, WireMsg::Tx(vec![2]));
+    }
+
+    /// Waits until each side holds exactly one connection, to the other; `kept`: and it is
+    /// the one the lower address dialled (only when both sides can dial).
+    async fn settled(a: &Network, b: &Network, kept: bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let one = |n: &Network, peer: &Network| {
+            let c = n.connections();
+            c.len() == 1
+                && c.get(&peer.me().address)
+                    .is_some_and(|l| l.len() == 1 && (l == &[true] || !kept))
+        };
+        while !(one(a, b) && one(b, a)) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "pair never settled: {:?} / {:?}",
+                a.connections(),
+                b.connections()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn exchange(
+        a: &Network,
+        rx_a: &mut mpsc::Receiver<(PeerId, WireMsg)>,
+        b: &Network,
+        rx_b: &mut mpsc::Receiver<(PeerId, WireMsg)>,
+        tag: u8,
+    ) {
+        a.send(&b.me().address, &WireMsg::Tx(vec![tag]));
+        assert_eq!(rx_b.recv().await.unwrap(), (a.me(), WireMsg::Tx(vec![tag])));
+        b.send(&a.me().address, &WireMsg::Tx(vec![tag, 1]));
+        assert_eq!(
+            rx_a.recv().await.unwrap(),
+            (b.me(), WireMsg::Tx(vec![tag, 1]))
+        );
+    }
+
+    /// Both nodes dial each other: each keeps only the connection the lower address dialled.
+    /// A peer restarted under the same key (a new session, elsewhere) is connected again and
+    /// the pair again holds a single connection.
+    #[tokio::test]
+    async fn a_pair_dialling_both_ways_keeps_one_connection_also_after_a_restart() {
+        let (sk_a, sk_b) = (
+            SecretKey::from_slice(&[1; 32]).unwrap(),
+            SecretKey::from_slice(&[2; 32]).unwrap(),
+        );
+        let free = || {
+            std::net::UdpSocket::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+        };
+        let (addr_a, addr_b) = (free(), free());
+        let cfg = |listen, peers| NetConfig {
+            chain_id: "t".into(),
+            listen,
+            peers,
+            max_frame: DEFAULT_MAX_FRAME,
+        };
+        let (tx_a, mut rx_a) = mpsc::channel(16);
+        let (tx_b, mut rx_b) = mpsc::channel(16);
+        let a = Network::start(&cfg(addr_a, vec![addr_b]), sk_a, tx_a).unwrap();
+        let b = Network::start(&cfg(addr_b, vec![addr_a]), sk_b, tx_b).unwrap();
+        settled(&a, &b, true).await;
+        exchange(&a, &mut rx_a, &b, &mut rx_b, 1).await;
+
+        b.close();
+        let (tx_b2, mut rx_b2) = mpsc::channel(16);
+        let b2 = Network::start(&cfg(free(), vec![addr_a]), sk_b, tx_b2).unwrap();
+        // Only b2 can dial now (a knows the old address), so the link is whichever b2 made.
+        settled(&a, &b2, false).await;
+        exchange(&a, &mut rx_a, &b2, &mut rx_b2, 2).await;
+        assert!(
+            b.connections().is_empty(),
+            "the closed network holds nothing"
+        );
     }
 
     /// A transaction flood takes at most [`TX_GOSSIP_STREAMS`] streams; the rest is dropped, so
