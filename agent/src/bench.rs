@@ -143,6 +143,10 @@ pub struct BenchConfig {
     pub submitters: usize,
     /// What is sent.
     pub workload: Workload,
+    /// Each validator's mempool limit (`None`: the node's default).
+    pub mempool_txs: Option<usize>,
+    /// State versions each validator keeps (`None`: the node's default; 0: never prune).
+    pub state_versions_kept: Option<u64>,
 }
 
 /// Sets up one device per owner (Setup and SetDup, the owner's nonces 0 and 1) and waits until
@@ -270,6 +274,12 @@ pub async fn run(dir: &Path, cfg: &BenchConfig) -> Result<()> {
             max_txs: cfg.block_txs,
             max_bytes: 4 << 20,
         };
+        if let Some(m) = cfg.mempool_txs {
+            nc.mempool_txs = m;
+        }
+        if let Some(k) = cfg.state_versions_kept {
+            nc.state_versions_kept = k;
+        }
         let (h, _task) = chain::node::start(nc, *key, state.clone(), ledger.clone())?;
         nodes.push(h);
     }
@@ -304,6 +314,7 @@ pub async fn run(dir: &Path, cfg: &BenchConfig) -> Result<()> {
     let submitted: Arc<std::sync::Mutex<HashMap<Hash32, (usize, Instant)>>> = Arc::default();
     let senders: Arc<std::sync::Mutex<Vec<Sender>>> = Arc::new(std::sync::Mutex::new(initial));
     let submitters_n = cfg.submitters.max(1);
+    let refused_full = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut generators = Vec::new();
     for k in 0..submitters_n {
         let gen_nodes = nodes.clone();
@@ -313,6 +324,7 @@ pub async fn run(dir: &Path, cfg: &BenchConfig) -> Result<()> {
         let fee = genesis.min_tx_fee;
         let builder = builder.clone();
         let workload = cfg.workload;
+        let refused_full = refused_full.clone();
         generators.push(tokio::spawn(async move {
             let mut round: usize = k;
             loop {
@@ -346,7 +358,10 @@ pub async fn run(dir: &Path, cfg: &BenchConfig) -> Result<()> {
                     if let Ok(mut m) = gen_sub.lock() {
                         m.insert(h, (i, at));
                     }
-                    if node.submit(tx).await.is_err() {
+                    if let Err(r) = node.submit(tx).await {
+                        if r.code == chain::ledger::RejectCode::MempoolFull {
+                            refused_full.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
                         if let Ok(mut m) = gen_sub.lock() {
                             m.remove(&h);
                         }
@@ -422,6 +437,9 @@ pub async fn run(dir: &Path, cfg: &BenchConfig) -> Result<()> {
                "note": format!("tx/s / (verifications/s x {cores} cores / {n} validators)")}),
         json!({"bench": format!("agent::bench/blocks/{tag}"), "value": blocks, "unit": "blocks",
                "heights": [first_height, last_height], "seconds": secs}),
+        json!({"bench": format!("agent::bench/refused_mempool_full/{tag}"),
+               "value": refused_full.load(std::sync::atomic::Ordering::Relaxed), "unit": "submissions",
+               "mempool_txs": cfg.mempool_txs, "note": "whole run, warm-up included; each is retried"}),
     ];
     for l in lines {
         println!("{l}");

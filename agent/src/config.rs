@@ -81,6 +81,12 @@ pub struct NodeFile {
     /// Consensus timeouts.
     #[serde(default)]
     pub timeouts: TimeoutsFile,
+    /// State versions kept behind the head: older versions of the state Merkle tree are pruned
+    /// from disk (proofs are served for the latest state). `0` keeps every version (an archive
+    /// node). Default 0: pruning costs block rate (docs/BENCHMARKS.md); 100 is a sensible
+    /// horizon for a node that wants bounded disk.
+    #[serde(default = "default_state_versions_kept")]
+    pub state_versions_kept: u64,
     /// The agent's gateways and storage node (absent: a plain validator).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<AgentFile>,
@@ -107,6 +113,10 @@ fn default_block_interval() -> u64 {
 
 fn default_gossip() -> u64 {
     300
+}
+
+fn default_state_versions_kept() -> u64 {
+    chain::node::store::DEFAULT_STATE_VERSIONS_KEPT
 }
 
 /// Reads a genesis file (JSON, the ledger's [`Genesis`]).
@@ -207,6 +217,7 @@ pub fn load(path: &Path, data_dir: Option<PathBuf>) -> Result<Loaded> {
     node.block_interval = Duration::from_millis(file.block_interval_ms);
     node.gossip_interval = Duration::from_millis(file.gossip_interval_ms.max(10));
     node.timeouts = file.timeouts.into();
+    node.state_versions_kept = file.state_versions_kept;
     let state = GenesisState::derive(&Ledger::new(), &genesis)?;
     let tls_dir = file.agent.as_ref().map(|a| resolve(base, &a.tls_dir));
     Ok(Loaded {
@@ -217,4 +228,32 @@ pub fn load(path: &Path, data_dir: Option<PathBuf>) -> Result<Loaded> {
         key,
         tls_dir,
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+data_dir = "data"
+key_file = "validator.key"
+genesis_file = "genesis.json"
+listen = "127.0.0.1:9000"
+admin = "127.0.0.1:9001"
+"#;
+
+    #[test]
+    fn state_versions_kept_is_optional_with_the_chain_default() {
+        let file: NodeFile = toml::from_str(MINIMAL).unwrap();
+        assert_eq!(
+            file.state_versions_kept,
+            chain::node::store::DEFAULT_STATE_VERSIONS_KEPT
+        );
+        let pruning: NodeFile =
+            toml::from_str(&format!("{MINIMAL}state_versions_kept = 100\n")).unwrap();
+        assert_eq!(pruning.state_versions_kept, 100);
+        let back: NodeFile = toml::from_str(&toml::to_string_pretty(&pruning).unwrap()).unwrap();
+        assert_eq!(back, pruning);
+    }
 }

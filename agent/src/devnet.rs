@@ -139,6 +139,7 @@ pub fn init(dir: &Path, n: usize, block_interval_ms: u64) -> Result<Vec<DevnetNo
             block_interval_ms,
             gossip_interval_ms: 300,
             timeouts: TimeoutsFile::default(),
+            state_versions_kept: chain::node::store::DEFAULT_STATE_VERSIONS_KEPT,
             agent: agents.as_ref().and_then(|(files, _)| files.get(i).cloned()),
         };
         config::write_toml(&node_dir.join("config.toml"), &file)?;

@@ -85,6 +85,15 @@ enum Cmd {
         /// What to send: bank transfers, or devices' put attestations (after their setup).
         #[arg(long, value_enum, default_value = "transfer")]
         workload: agent::bench::Workload,
+        /// Most pending transactions per validator's mempool (the node's admission limit:
+        /// beyond it submissions are refused with `mempool_full` and retried by the load
+        /// generator). Default: the node's default.
+        #[arg(long)]
+        mempool_txs: Option<usize>,
+        /// State versions each validator keeps (0: an archive node that never prunes).
+        /// Default: the node's default.
+        #[arg(long)]
+        state_versions_kept: Option<u64>,
     },
     /// Send test tokens from a devnet's faucet account to an address (devnets only: the
     /// faucet key is a file in the devnet directory).
@@ -193,6 +202,8 @@ fn main() -> Result<()> {
             submitters,
             data_dir,
             workload,
+            mempool_txs,
+            state_versions_kept,
         } => {
             let tmp = tempfile::tempdir()?;
             let dir = data_dir.unwrap_or_else(|| tmp.path().to_path_buf());
@@ -205,6 +216,8 @@ fn main() -> Result<()> {
                 block_interval: Duration::from_millis(block_interval_ms),
                 submitters,
                 workload,
+                mempool_txs,
+                state_versions_kept,
             };
             let r = rt.block_on(agent::bench::run(&dir, &cfg));
             rt.shutdown_timeout(Duration::from_secs(1));

@@ -1,5 +1,7 @@
 //! The state tree against a `BTreeMap` model: roots depend only on the entries, every key's
-//! proof verifies and every kind of tampering is caught; proof decoding refuses garbage.
+//! proof verifies and every kind of tampering is caught; proof decoding refuses garbage; an
+//! update's new and stale nodes are exactly those entering and leaving the tree (what pruning
+//! relies on).
 #![allow(
     missing_docs,
     clippy::unwrap_used,
@@ -7,11 +9,12 @@
     clippy::indexing_slicing
 )]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chain::state::smt::{self, ProofTerminal, TREE_DEPTH};
 use chain::state::{
-    apply, get_value_hash, prove, MemNodes, ProofError, StateProof, WriteSet, EMPTY_ROOT,
+    apply, get_value_hash, prove, MemNodes, NodeReader, ProofError, StateProof, WriteSet,
+    EMPTY_ROOT,
 };
 use primitives::hash::Hash32;
 use proptest::prelude::*;
@@ -53,8 +56,58 @@ fn block() -> impl Strategy<Value = WriteSet> {
     )
 }
 
+/// The nodes reachable from `root`.
+fn reachable(nodes: &MemNodes, root: Hash32) -> BTreeSet<Hash32> {
+    let mut seen = BTreeSet::new();
+    let mut todo = vec![root];
+    while let Some(h) = todo.pop() {
+        if h == EMPTY_ROOT || !seen.insert(h) {
+            continue;
+        }
+        let bytes = nodes.node(&h).unwrap().unwrap();
+        if let smt::Node::Inner { left, right } = smt::Node::decode(&bytes).unwrap() {
+            todo.extend([left, right]);
+        }
+    }
+    seen
+}
+
+/// Blocks over few keys and few values, so values are often written back to what they were
+/// and nodes come back.
+fn churn_block() -> impl Strategy<Value = WriteSet> {
+    proptest::collection::btree_map(
+        (0u8..12).prop_map(|k| vec![b'k', k]),
+        proptest::option::weighted(0.75, (0u8..3).prop_map(|v| vec![v])),
+        0..6,
+    )
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// What a pruning host relies on: an update's `new_nodes` are exactly the nodes that enter
+    /// the tree (a node coming back after it went stale included) and `stale_nodes` exactly
+    /// those that leave it, each once.
+    #[test]
+    fn updates_list_exactly_the_nodes_entering_and_leaving_the_tree(
+        blocks in proptest::collection::vec(churn_block(), 1..20),
+    ) {
+        let mut nodes = MemNodes::new();
+        let mut root = EMPTY_ROOT;
+        for b in &blocks {
+            let before = reachable(&nodes, root);
+            let u = apply(&nodes, root, b).unwrap();
+            nodes.commit(&u);
+            let after = reachable(&nodes, u.root);
+            let new: BTreeSet<Hash32> = u.new_nodes.iter().map(|(h, _)| *h).collect();
+            let stale: BTreeSet<Hash32> = u.stale_nodes.iter().copied().collect();
+            prop_assert_eq!(new.len(), u.new_nodes.len());
+            prop_assert_eq!(stale.len(), u.stale_nodes.len());
+            prop_assert_eq!(&new, &after.difference(&before).copied().collect::<BTreeSet<_>>());
+            prop_assert_eq!(&stale, &before.difference(&after).copied().collect::<BTreeSet<_>>());
+            root = u.root;
+        }
+    }
 
     #[test]
     fn incremental_root_equals_the_root_from_scratch(blocks in proptest::collection::vec(block(), 1..8)) {

@@ -31,7 +31,7 @@ use crate::state::{smt, WriteSet};
 pub struct Executed {
     /// State changes.
     pub writes: WriteSet,
-    /// New state-tree nodes.
+    /// State-tree node changes (new and stale nodes).
     pub tree: TreeDelta,
     /// State root after the block.
     pub state_root: Hash32,
@@ -69,13 +69,7 @@ pub fn execute(
     };
     Ok(Executed {
         writes: outcome.writes,
-        tree: TreeDelta {
-            new_nodes: update
-                .new_nodes
-                .into_iter()
-                .map(|(h, b)| (h.to_vec(), b))
-                .collect(),
-        },
+        tree: TreeDelta::new(update.new_nodes, update.stale_nodes),
         state_root: update.root,
         next_validators,
     })
@@ -393,6 +387,9 @@ pub struct NodeConsensusStore {
     shared: Arc<Shared>,
     guard: SigningGuard<u64>,
     ctx: ChainContext,
+    /// A write-ahead-log append failed: an input we acted on may not survive a crash, so
+    /// nothing more is signed by this process (the node stops; a restart replays the log).
+    wal_failed: bool,
 }
 
 impl NodeConsensusStore {
@@ -402,7 +399,12 @@ impl NodeConsensusStore {
     /// The stored guard cannot be read.
     pub fn open(shared: Arc<Shared>, ctx: ChainContext) -> Result<Self, super::store::StoreError> {
         let guard = shared.store.load_guard()?;
-        Ok(NodeConsensusStore { shared, guard, ctx })
+        Ok(NodeConsensusStore {
+            shared,
+            guard,
+            ctx,
+            wal_failed: false,
+        })
     }
 
     fn commit_inner(&mut self, decision: &Decision<ChainContext>) -> Result<(), String> {
@@ -472,6 +474,11 @@ impl ConsensusStore<ChainContext> for NodeConsensusStore {
         step: SignStep,
         sign_bytes: &[u8],
     ) -> Result<(), ConsensusError> {
+        if self.wal_failed {
+            return Err(ConsensusError::Encoding(
+                "write-ahead log append failed earlier; refusing to sign".into(),
+            ));
+        }
         let before = self.guard.clone();
         self.guard.authorize(height, round, step, sign_bytes)?;
         if let Err(e) = self.shared.store.save_guard(&self.guard) {
@@ -485,8 +492,14 @@ impl ConsensusStore<ChainContext> for NodeConsensusStore {
     }
 
     fn append_input(&mut self, input: &Input<ChainContext>) {
+        // Durability: the append itself is not fsynced, but every signature is preceded by the
+        // synced write of the signing guard to the same RocksDB, and a synced write syncs the
+        // whole log up to it. So every input a vote depended on is on disk before the vote
+        // leaves. An append that fails breaks that chain: stop signing and stop the node.
         if let Err(e) = self.shared.store.append_wal(input) {
-            tracing::warn!(error = %e, "write-ahead log append failed");
+            self.wal_failed = true;
+            self.shared
+                .set_fatal(format!("write-ahead log append failed: {e}"));
         }
     }
 

@@ -121,6 +121,15 @@ pub enum WireMsg {
     },
     /// A transaction for the mempool.
     Tx(#[serde(with = "primitives::bytes::base64")] Vec<u8>),
+    /// Transactions for the mempool, gossiped together (see the node's gossip batching).
+    TxBatch(#[serde(with = "primitives::bytes::base64_seq")] Vec<Vec<u8>>),
+}
+
+impl WireMsg {
+    /// Relayed transactions (best-effort traffic), as opposed to consensus and sync messages.
+    pub fn is_tx(&self) -> bool {
+        matches!(self, WireMsg::Tx(_) | WireMsg::TxBatch(_))
+    }
 }
 
 /// The first frame on a connection: who the sender is, bound to this TLS session.
@@ -427,7 +436,7 @@ impl Network {
     }
 
     fn send_where(&self, msg: &WireMsg, pick: impl Fn(&ValidatorAddress) -> bool) {
-        let is_tx = matches!(msg, WireMsg::Tx(_));
+        let is_tx = msg.is_tx();
         let bytes: Arc<[u8]> = match encode_msg(msg, self.inner.max_frame) {
             Ok(b) => b.into(),
             Err(e) => {
@@ -722,6 +731,11 @@ mod tests {
         let msg = WireMsg::Tx(vec![7; 100]);
         let bytes = encode_msg(&msg, 1024).unwrap();
         assert_eq!(decode_msg(&bytes, 1024).unwrap(), msg);
+        let batch = WireMsg::TxBatch(vec![vec![7; 100], vec![], vec![9; 3]]);
+        let bytes = encode_msg(&batch, 1024).unwrap();
+        assert_eq!(decode_msg(&bytes, 1024).unwrap(), batch);
+        assert!(batch.is_tx() && msg.is_tx());
+        assert!(encode_msg(&WireMsg::TxBatch(vec![vec![0; 600]; 2]), 1024).is_err());
         assert!(encode_msg(&WireMsg::Tx(vec![0; 2000]), 1024).is_err());
         assert!(decode_msg(&bytes, 50).is_err());
         let mut trailing = bytes.clone();
@@ -775,6 +789,7 @@ mod tests {
 
     /// Waits until each side holds exactly one connection, to the other; `kept`: and it is
     /// the one the lower address dialled (only when both sides can dial).
+    #[allow(clippy::arithmetic_side_effects)]
     async fn settled(a: &Network, b: &Network, kept: bool) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         let one = |n: &Network, peer: &Network| {

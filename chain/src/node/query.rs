@@ -5,7 +5,7 @@
 use crate::light::{SignedHeader, StateAnswer};
 use crate::node::store::{ChainStore, StoreError};
 use crate::state::smt;
-use crate::state::StateView;
+use crate::state::{StateError, StateView};
 
 /// Why a query could not be answered.
 #[derive(Debug, thiserror::Error)]
@@ -54,8 +54,9 @@ pub fn signed_header(store: &ChainStore, height: u64) -> Result<SignedHeader, Qu
 
 /// Values of `keys` after the latest finalized block, each with a proof against that block's
 /// header. The flat state and the tree are read without a snapshot, so an answer is assembled
-/// again (a few times) when a block commits in between; every returned proof has been checked
-/// against the value returned with it.
+/// again (a few times) when a block commits in between, or when the version being read was
+/// pruned meanwhile (the store keeps only its last versions); every returned proof has been
+/// checked against the value returned with it.
 ///
 /// # Errors
 /// [`QueryError`].
@@ -73,8 +74,16 @@ pub fn prove_latest(store: &ChainStore, keys: &[Vec<u8>]) -> Result<ProvenState,
             let value = store
                 .get(key)
                 .map_err(|e| QueryError::State(e.to_string()))?;
-            let proof = smt::prove(store, head.state_root, key)
-                .map_err(|e| QueryError::State(e.to_string()))?;
+            let proof = match smt::prove(store, head.state_root, key) {
+                Ok(p) => p,
+                // The version was pruned under us: more blocks than the store keeps committed
+                // since `head` was read. Ask again at the new head.
+                Err(StateError::MissingNode(_)) if store.require_head()?.height != head.height => {
+                    consistent = false;
+                    break;
+                }
+                Err(e) => return Err(QueryError::State(e.to_string())),
+            };
             if proof
                 .verify(&head.state_root, key, value.as_deref())
                 .is_err()

@@ -254,7 +254,10 @@ impl NodeReader for MemNodes {
 ///
 /// A node hash can come back in a later version (a value written back to what it was), so a
 /// host that deletes `stale_nodes` must not delete a node that a newer update re-created:
-/// reference-count nodes, or prune only versions no reader needs and re-put newer nodes.
+/// reference-count nodes, or prune only versions no reader needs and re-put newer nodes. A node
+/// coming back is always in `new_nodes` (it was not reachable from the old root), which is what
+/// lets a host forget a stale mark when the node is written again; the node's RocksDB store
+/// (`node::store`) prunes that way.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TreeUpdate {
     /// The new root.
