@@ -85,7 +85,7 @@ const SINCE: u8 = b's';
 
 /// State versions a store keeps behind its head unless told otherwise: every version (an
 /// archive node). Pruning is opt-in for now because marking costs on the commit path: measured
-/// in `agent bench` (docs/BENCHMARKS.md), about a third of the block rate with small blocks.
+/// in `agent bench` (docs/BENCHMARKS.md), 18–41 % of the transaction rate.
 pub const DEFAULT_STATE_VERSIONS_KEPT: u64 = 0;
 /// Stale marks a commit sweeps at least, unless told otherwise.
 pub const DEFAULT_PRUNE_PER_COMMIT: usize = 4096;
