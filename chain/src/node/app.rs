@@ -387,9 +387,6 @@ pub struct NodeConsensusStore {
     shared: Arc<Shared>,
     guard: SigningGuard<u64>,
     ctx: ChainContext,
-    /// A write-ahead-log append failed: an input we acted on may not survive a crash, so
-    /// nothing more is signed by this process (the node stops; a restart replays the log).
-    wal_failed: bool,
 }
 
 impl NodeConsensusStore {
@@ -399,12 +396,7 @@ impl NodeConsensusStore {
     /// The stored guard cannot be read.
     pub fn open(shared: Arc<Shared>, ctx: ChainContext) -> Result<Self, super::store::StoreError> {
         let guard = shared.store.load_guard()?;
-        Ok(NodeConsensusStore {
-            shared,
-            guard,
-            ctx,
-            wal_failed: false,
-        })
+        Ok(NodeConsensusStore { shared, guard, ctx })
     }
 
     fn commit_inner(&mut self, decision: &Decision<ChainContext>) -> Result<(), String> {
@@ -474,10 +466,12 @@ impl ConsensusStore<ChainContext> for NodeConsensusStore {
         step: SignStep,
         sign_bytes: &[u8],
     ) -> Result<(), ConsensusError> {
-        if self.wal_failed {
-            return Err(ConsensusError::Encoding(
-                "write-ahead log append failed earlier; refusing to sign".into(),
-            ));
+        // A node that hit a fatal error (a failed log append: an input we acted on may not
+        // survive a crash) signs nothing more; it stops, and a restart replays the log.
+        if let Some(why) = self.shared.fatal() {
+            return Err(ConsensusError::Encoding(format!(
+                "refusing to sign after a fatal error: {why}"
+            )));
         }
         let before = self.guard.clone();
         self.guard.authorize(height, round, step, sign_bytes)?;
@@ -497,7 +491,6 @@ impl ConsensusStore<ChainContext> for NodeConsensusStore {
         // whole log up to it. So every input a vote depended on is on disk before the vote
         // leaves. An append that fails breaks that chain: stop signing and stop the node.
         if let Err(e) = self.shared.store.append_wal(input) {
-            self.wal_failed = true;
             self.shared
                 .set_fatal(format!("write-ahead log append failed: {e}"));
         }
